@@ -1,0 +1,17 @@
+"""absint: memory-bounded abstract interpretation of neural networks."""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from . import errors
+from .box import Box
+from .errors import (AbsintError, MemoryBudgetError, ModelFormatError, ShapeError,
+                     UnsupportedOperatorError, VnnlibError, VnnlibSyntaxError)
+from .network import Network
+
+try:
+    __version__ = _version("absint")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["Box", "Network", "errors", "AbsintError", "MemoryBudgetError", "ModelFormatError",
+           "ShapeError", "UnsupportedOperatorError", "VnnlibError", "VnnlibSyntaxError", "__version__"]

@@ -1,0 +1,146 @@
+"""The ``absint`` command line: ``absint info NET``, ``absint demo``, ``absint --version``.
+
+Errors print one line ``absint: error: ...`` on stderr and exit 1 (2 for usage errors, 130 on
+Ctrl-C); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from . import __version__
+from .errors import AbsintError
+from .network import NETWORK_INPUT, Network, ReLU, Sigmoid, Tanh
+from .tables import format_table
+
+Runner = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]] = {}
+
+
+def register_command(name: str, help: str, configure: Callable[[argparse.ArgumentParser], None],
+                     run: Runner) -> None:
+    """Add a subcommand: ``configure`` adds its arguments, ``run`` returns the exit code."""
+    COMMANDS[name] = (help, configure, run)
+
+
+# ------------------------------------------------------------------------------- info
+ACTIVATIONS = (ReLU, Sigmoid, Tanh)
+
+
+def network_table(net: Network) -> tuple[list[list[object]], dict[str, int]]:
+    """One row per node (index, name, op, inputs, output shape, parameters, neurons) and totals."""
+    rows = []
+    for idx, node in enumerate(net.nodes):
+        inputs = ",".join("in" if i == NETWORK_INPUT else str(i) for i in node.inputs)
+        rows.append([idx, node.name, type(node.layer).__name__, node.layer.describe(), inputs,
+                     "x".join(map(str, node.shape)), node.layer.n_params, node.size])
+    act = [n for n in net.nodes if isinstance(n.layer, ACTIVATIONS)]
+    totals = {"nodes": len(net.nodes), "parameters": sum(r[6] for r in rows),
+              "activation layers": len(act), "activation neurons": sum(n.size for n in act)}
+    return rows, totals
+
+
+def _configure_info(p: argparse.ArgumentParser) -> None:
+    p.add_argument("network", help="ONNX file")
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from .onnx_import import load_onnx
+
+    net = load_onnx(args.network)
+    rows, totals = network_table(net)
+    print(f"{args.network}: input {'x'.join(map(str, net.input_shape))} ({net.input_size} values) -> "
+          f"output {net.output_size}")
+    print(format_table(["#", "name", "op", "parameters", "inputs", "output", "params", "neurons"], rows,
+                       align="rllllrrr"))
+    by_kind: dict[str, list[int]] = {}
+    for n in net.nodes:
+        if isinstance(n.layer, ACTIVATIONS):
+            by_kind.setdefault(type(n.layer).__name__, []).append(n.size)
+    print(f"total: {totals['nodes']} nodes, {totals['parameters']} parameters")
+    for kind, sizes in by_kind.items():
+        widths = sizes[0] if len(set(sizes)) == 1 else ", ".join(map(str, sizes))
+        print(f"{kind}: {len(sizes)} hidden layers of {widths} neurons ({sum(sizes)} neurons)")
+    return 0
+
+
+register_command("info", "print the layers of an ONNX network", _configure_info, _run_info)
+
+
+# ------------------------------------------------------------------------------- demo
+def _configure_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--samples", type=int, default=1000, help="random points per property (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from . import zoo
+    from .vnnlib import load_vnnlib
+
+    rng = np.random.default_rng(args.seed)
+    for name in zoo.NETWORKS:
+        net = zoo.load(name)
+        rows, totals = network_table(net)
+        print(f"== {name}: {'x'.join(map(str, net.input_shape))} -> {net.output_size}, "
+              f"{totals['nodes']} nodes, {totals['parameters']} parameters, "
+              f"{totals['activation neurons']} ReLU neurons")
+        table = []
+        for prop in zoo.properties(name):
+            spec = load_vnnlib(prop, net)
+            hits = 0
+            for region in spec.regions:
+                x = region.box.sample(args.samples, rng)
+                hits += int(region.is_unsafe(net.forward(x)).sum())
+            centre = spec.regions[0].box.center
+            table.append([prop.name, int(np.argmax(net.forward(centre)[0])),
+                          f"{len(spec.regions)}", hits])
+        print(format_table(["property", "centre class", "regions", f"unsafe of {args.samples} samples"],
+                           table, align="lrrr"))
+        print()
+    print("(bounds and verification arrive with the analysis issues; this demo samples the properties)")
+    return 0
+
+
+register_command("demo", "run the bundled example networks and properties", _configure_demo, _run_demo)
+
+
+# ------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="absint", description="Memory-bounded abstract interpretation "
+                                     "of neural networks (interval, zonotope, DeepPoly).")
+    parser.add_argument("--version", action="version", version=f"absint {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, configure, runner) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks of errors")
+        configure(p)
+        p.set_defaults(run=runner)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("absint: interrupted", file=sys.stderr)
+        return 130
+    except (AbsintError, OSError, ValueError) as exc:
+        if args.debug:
+            raise
+        print(f"absint: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

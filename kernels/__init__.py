@@ -1,0 +1,1 @@
+"""numba kernels over plain arrays (no imports from absint/)."""

@@ -1,0 +1,1 @@
+"""Noise-symbol storage backends (no imports from absint/)."""

@@ -1,0 +1,42 @@
+"""Where the VNN-COMP benchmarks are, and their instances (import as ``tests._bench``)."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def benchmarks_dir() -> Path | None:
+    """``ABSINT_BENCHMARKS`` if set, else ``../shared/benchmarks`` next to the repository."""
+    env = os.environ.get("ABSINT_BENCHMARKS")
+    path = Path(env) if env else REPO_ROOT.parent / "shared" / "benchmarks"
+    return path if path.is_dir() else None
+
+
+def benchmark_instances(family: str | None = None) -> list[tuple[str, Path, Path, float]]:
+    """(family, onnx path, vnnlib path, timeout) of every instances.csv line; [] when absent."""
+    root = benchmarks_dir()
+    if root is None:
+        return []
+    rows = []
+    for csv_path in sorted(root.glob("*/instances.csv")):
+        fam = csv_path.parent.name
+        if family is not None and fam != family:
+            continue
+        with open(csv_path, newline="") as fh:
+            for line in csv.reader(fh):
+                if len(line) >= 3 and line[0].strip():
+                    rows.append((fam, csv_path.parent / line[0].strip(), csv_path.parent / line[1].strip(),
+                                 float(line[2])))
+    return rows
+
+
+def benchmark_networks() -> list[Path]:
+    root = benchmarks_dir()
+    return sorted(root.rglob("*.onnx")) if root is not None else []
+
+
+NO_BENCHMARKS = "benchmarks not found: set ABSINT_BENCHMARKS or provide ../shared/benchmarks"
