@@ -7,11 +7,12 @@ from .box import Box
 from .errors import (AbsintError, MemoryBudgetError, ModelFormatError, ShapeError,
                      UnsupportedOperatorError, VnnlibError, VnnlibSyntaxError)
 from .network import Network
+from .onnx_import import load_onnx
 
 try:
     __version__ = _version("absint")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-__all__ = ["Box", "Network", "errors", "AbsintError", "MemoryBudgetError", "ModelFormatError",
+__all__ = ["Box", "Network", "load_onnx", "errors", "AbsintError", "MemoryBudgetError", "ModelFormatError",
            "ShapeError", "UnsupportedOperatorError", "VnnlibError", "VnnlibSyntaxError", "__version__"]

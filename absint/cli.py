@@ -82,14 +82,15 @@ def _run_demo(args: argparse.Namespace) -> int:
     from .vnnlib import load_vnnlib
 
     rng = np.random.default_rng(args.seed)
-    for name in zoo.NETWORKS:
+    properties = zoo.manifest()["properties"]
+    for name in zoo.BUNDLED_NETWORKS:
         net = zoo.load(name)
         rows, totals = network_table(net)
         print(f"== {name}: {'x'.join(map(str, net.input_shape))} -> {net.output_size}, "
               f"{totals['nodes']} nodes, {totals['parameters']} parameters, "
               f"{totals['activation neurons']} ReLU neurons")
         table = []
-        for prop in zoo.properties(name):
+        for prop in (zoo.path(p["file"]) for p in properties if p["network"] == name):
             spec = load_vnnlib(prop, net)
             hits = 0
             for region in spec.regions:
