@@ -1,0 +1,275 @@
+"""DeepPoly (Singh et al. POPL 2019): per neuron a lower and an upper linear bound in its inputs,
+and concrete bounds by back-substitution of those linear bounds down to the input box.
+
+Each node records a relaxation (linear layer: exact; activation: a_l x + b_l <= y <= a_u x + b_u;
+MaxPool: a chosen input below, a constant or the dominating input above; Add: exact). The
+element is a handle (graph, node index). Bounds of nodes that feed a non-linear layer, and of the
+output, come from back-substitution of blocks of ``Options.block_size`` neurons, so memory stays
+at block x layer width; other nodes get interval bounds from their inputs.
+
+Sound float64 mode: every back-substitution step adds gamma_K (|C| (|L| m + |b|)) to the slack
+of each row, where C are the coefficients reaching the step, L, b its linear map and m the
+magnitude bound max(|l|, |u|) of its input (Higham's dot-product bound, see absint.fp).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..fp import UNIT_ROUNDOFF, gamma, inflate, widen
+from ..linear import LINEAR_OPS, LinearOp, linear_op
+from ..network import NETWORK_INPUT, Add, Layer, MaxPool2d, ReLU, Sigmoid, Tanh
+from ..relaxations import relu_deeppoly, s_shaped_deeppoly, sigmoid, sigmoid_derivative, tanh_derivative
+from .interval import linear_interval
+from .registry import TRANSFORMERS, Context, Options
+
+
+@dataclass(frozen=True, eq=False)
+class LinearRelax:
+    op: LinearOp
+
+
+@dataclass(frozen=True, eq=False)
+class DiagonalRelax:
+    """a_l x + b_l <= y <= a_u x + b_u elementwise."""
+
+    a_l: np.ndarray
+    b_l: np.ndarray
+    a_u: np.ndarray
+    b_u: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class GatherRelax:
+    """y_o >= x[src_l[o]] (lower); y_o <= x[src_u[o]] where dominated, else <= const_u[o]."""
+
+    n_in: int
+    src_l: np.ndarray
+    src_u: np.ndarray
+    use_u: np.ndarray
+    const_u: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class SumRelax:
+    """y = a + b (two inputs)."""
+
+
+@dataclass(eq=False)
+class DeepPolyGraph:
+    """Relaxations and concrete bounds of every node analysed so far."""
+
+    input_lower: np.ndarray
+    input_upper: np.ndarray
+    inputs: list[tuple[int, ...]] = field(default_factory=list)
+    relaxations: list = field(default_factory=list)
+    bounds: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    def node_bounds(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return (self.input_lower, self.input_upper) if i == NETWORK_INPUT else self.bounds[i]
+
+    def magnitude(self, i: int) -> np.ndarray:
+        lo, hi = self.node_bounds(i)
+        return np.maximum(np.abs(lo), np.abs(hi))
+
+
+@dataclass(eq=False)
+class DeepPoly:
+    """Handle on node ``index`` of a DeepPoly graph (NETWORK_INPUT for the input box)."""
+
+    graph: DeepPolyGraph
+    index: int
+
+    @classmethod
+    def from_box(cls, lower: np.ndarray, upper: np.ndarray, options: Options) -> "DeepPoly":
+        lo = np.asarray(lower, float).ravel().copy()
+        hi = np.asarray(upper, float).ravel().copy()
+        return cls(DeepPolyGraph(lo, hi), NETWORK_INPUT)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.graph.node_bounds(self.index)
+
+
+# ------------------------------------------------------------------ back-substitution
+def _step(graph: DeepPolyGraph, relax, node_inputs, C_u, C_l, sound: bool):
+    """Push coefficients on a node's output to its inputs.
+
+    Returns per input (C_u, C_l) and the constants/slacks added for upper and lower rows.
+    """
+    k = C_u.shape[0]
+    const_u, const_l, slack = np.zeros(k), np.zeros(k), np.zeros(k)
+    if isinstance(relax, LinearRelax):
+        op = relax.op
+        out = [(op.apply_transpose(C_u), op.apply_transpose(C_l))]
+        const_u += C_u @ op.bias
+        const_l += C_l @ op.bias
+        if sound and not op.exact:
+            v = op.apply_abs(graph.magnitude(node_inputs[0])[None])[0] + np.abs(op.bias)
+            g = gamma(op.fan_in + 3)
+            slack += g * np.maximum(np.abs(C_u) @ v, np.abs(C_l) @ v)
+        return out, const_u, const_l, slack
+    if isinstance(relax, DiagonalRelax):
+        pu, nu = np.maximum(C_u, 0.0), np.minimum(C_u, 0.0)
+        pl, nl = np.maximum(C_l, 0.0), np.minimum(C_l, 0.0)
+        new_u = pu * relax.a_u + nu * relax.a_l
+        new_l = pl * relax.a_l + nl * relax.a_u
+        const_u += pu @ relax.b_u + nu @ relax.b_l
+        const_l += pl @ relax.b_l + nl @ relax.b_u
+        if sound:
+            a = np.maximum(np.abs(relax.a_l), np.abs(relax.a_u))
+            v = a * graph.magnitude(node_inputs[0])
+            b = np.maximum(np.abs(relax.b_l), np.abs(relax.b_u))
+            g = gamma(C_u.shape[1] + 2)
+            slack += 2 * UNIT_ROUNDOFF * np.maximum(np.abs(C_u) @ v, np.abs(C_l) @ v)
+            slack += g * np.maximum(np.abs(C_u) @ b, np.abs(C_l) @ b)
+        return [(new_u, new_l)], const_u, const_l, slack
+    if isinstance(relax, GatherRelax):
+        pu, nu = np.maximum(C_u, 0.0), np.minimum(C_u, 0.0)
+        pl, nl = np.maximum(C_l, 0.0), np.minimum(C_l, 0.0)
+        new_u = np.zeros((k, relax.n_in))
+        new_l = np.zeros((k, relax.n_in))
+        up_u = pu * relax.use_u
+        up_l = nl * relax.use_u
+        for target, lower_part, upper_part in ((new_u, nu, up_u), (new_l, pl, up_l)):
+            np.add.at(target.T, relax.src_l, lower_part.T)
+            np.add.at(target.T, relax.src_u, upper_part.T)
+        const_u += (pu * ~relax.use_u) @ relax.const_u
+        const_l += (nl * ~relax.use_u) @ relax.const_u
+        if sound:
+            slack += gamma(C_u.shape[1] + 2) * np.maximum(np.abs(C_u) @ np.abs(relax.const_u),
+                                                          np.abs(C_l) @ np.abs(relax.const_u))
+        return [(new_u, new_l)], const_u, const_l, slack
+    if isinstance(relax, SumRelax):
+        return [(C_u, C_l), (C_u.copy(), C_l.copy())], const_u, const_l, slack
+    raise TypeError(f"unknown relaxation {type(relax).__name__}")
+
+
+def backsubstitute(graph: DeepPolyGraph, target: int, rows: np.ndarray, sound: bool):
+    """Concrete (lower, upper) of neurons ``rows`` of node ``target`` by full back-substitution."""
+    k = len(rows)
+    eye = np.zeros((k, graph.bounds[target][0].size))
+    eye[np.arange(k), rows] = 1.0
+    pending: dict[int, list[np.ndarray]] = {target: [eye, eye.copy()]}
+    const_u, const_l, slack = np.zeros(k), np.zeros(k), np.zeros(k)
+    for j in range(target, -1, -1):
+        if j not in pending:
+            continue
+        C_u, C_l = pending.pop(j)
+        outs, cu, cl, s = _step(graph, graph.relaxations[j], graph.inputs[j], C_u, C_l, sound)
+        const_u += cu
+        const_l += cl
+        slack += s
+        for i, (nu, nl) in zip(graph.inputs[j], outs):
+            if i in pending:
+                pending[i][0] += nu
+                pending[i][1] += nl
+            else:
+                pending[i] = [nu, nl]
+    lo_in, hi_in = graph.input_lower, graph.input_upper
+    C_u, C_l = pending.get(NETWORK_INPUT, [np.zeros((k, lo_in.size)), np.zeros((k, lo_in.size))])
+    upper = const_u + np.maximum(C_u, 0) @ hi_in + np.minimum(C_u, 0) @ lo_in
+    lower = const_l + np.maximum(C_l, 0) @ lo_in + np.minimum(C_l, 0) @ hi_in
+    if sound:
+        m = np.maximum(np.abs(lo_in), np.abs(hi_in))
+        g = gamma(lo_in.size + len(graph.relaxations) + 3)
+        slack += g * (np.maximum(np.abs(C_u) @ m, np.abs(C_l) @ m) + np.abs(const_u) + np.abs(const_l))
+        return widen(lower, upper, inflate(slack))
+    return lower, upper
+
+
+def _feeds_nonlinear(ctx: Context) -> bool:
+    net = ctx.network
+    if net is None or ctx.index == len(net.nodes) - 1:
+        return True
+    return any(ctx.index in n.inputs and not type(n.layer) in LINEAR_OPS and not isinstance(n.layer, Add)
+               for n in net.nodes[ctx.index + 1:])
+
+
+def _refine(graph: DeepPolyGraph, index: int, ctx: Context) -> None:
+    """Replace node ``index``'s bounds by back-substituted ones (intersected), block by block."""
+    lo, hi = graph.bounds[index]
+    block = max(1, ctx.options.block_size)
+    new_lo, new_hi = lo.copy(), hi.copy()
+    for start in range(0, lo.size, block):
+        rows = np.arange(start, min(lo.size, start + block))
+        l, u = backsubstitute(graph, index, rows, ctx.options.sound_fp)
+        new_lo[rows] = np.maximum(lo[rows], l)
+        new_hi[rows] = np.minimum(hi[rows], u)
+    graph.bounds[index] = (new_lo, new_hi)
+
+
+def _record(x: DeepPoly, ctx: Context, relax, lo: np.ndarray, hi: np.ndarray, refine: bool) -> DeepPoly:
+    graph = x.graph
+    graph.inputs.append(tuple(ctx.node.inputs))
+    graph.relaxations.append(relax)
+    graph.bounds.append((lo, hi))
+    assert len(graph.bounds) == ctx.index + 1, "DeepPoly nodes must be recorded in network order"
+    if refine:
+        _refine(graph, ctx.index, ctx)
+    return DeepPoly(graph, ctx.index)
+
+
+def deeppoly_linear(x: DeepPoly, layer: Layer, ctx: Context) -> DeepPoly:
+    op = linear_op(layer, ctx.input_shapes[0])
+    lo, hi = linear_interval(op, *x.bounds(), ctx.options.sound_fp)
+    return _record(x, ctx, LinearRelax(op), lo, hi, _feeds_nonlinear(ctx))
+
+
+TRANSFORMERS.register(DeepPoly, *LINEAR_OPS)(deeppoly_linear)
+
+
+@TRANSFORMERS.register(DeepPoly, Add)
+def deeppoly_add(x: DeepPoly, layer: Add, ctx: Context) -> DeepPoly:
+    (la, ua), (lb, ub) = (op.bounds() for op in ctx.operands)
+    lo, hi = widen(la + lb, ua + ub, 0.0)
+    return _record(x, ctx, SumRelax(), lo, hi, _feeds_nonlinear(ctx))
+
+
+@TRANSFORMERS.register(DeepPoly, ReLU)
+def deeppoly_relu(x: DeepPoly, layer: ReLU, ctx: Context) -> DeepPoly:
+    l, u = x.bounds()
+    relax = DiagonalRelax(*relu_deeppoly(l, u))
+    return _record(x, ctx, relax, np.maximum(l, 0.0), np.maximum(u, 0.0), ctx.index == len(ctx.network.nodes) - 1)
+
+
+def _s_shaped(f, df):
+    def transformer(x: DeepPoly, layer: Layer, ctx: Context) -> DeepPoly:
+        l, u = x.bounds()
+        relax = DiagonalRelax(*s_shaped_deeppoly(f, df, l, u))
+        lo, hi = f(l), f(u)
+        lo, hi = widen(lo - 8 * UNIT_ROUNDOFF * np.abs(lo), hi + 8 * UNIT_ROUNDOFF * np.abs(hi), 0.0)
+        return _record(x, ctx, relax, lo, hi, ctx.index == len(ctx.network.nodes) - 1)
+    return transformer
+
+
+TRANSFORMERS.register(DeepPoly, Sigmoid)(_s_shaped(sigmoid, sigmoid_derivative))
+TRANSFORMERS.register(DeepPoly, Tanh)(_s_shaped(np.tanh, tanh_derivative))
+
+
+@TRANSFORMERS.register(DeepPoly, MaxPool2d)
+def deeppoly_maxpool(x: DeepPoly, layer: MaxPool2d, ctx: Context) -> DeepPoly:
+    """Lower: the input with the largest lower bound; upper: that input if it dominates its window,
+    else the largest upper bound (a constant)."""
+    from ..im2col import windows
+
+    in_shape = (1,) + tuple(ctx.input_shapes[0])
+    l, u = x.bounds()
+    k = layer.kernel[0] * layer.kernel[1]
+
+    def win(a, pad):
+        return windows(a.reshape(in_shape), layer.kernel, layer.stride, layer.padding, layer.dilation,
+                       pad_value=pad)[0].reshape(-1, k)
+
+    wl, wu = win(l, -np.inf), win(u, -np.inf)
+    wi = win(np.arange(l.size, dtype=np.float64), -1.0).astype(np.int64)
+    rows = np.arange(wl.shape[0])
+    best = np.argmax(wl, axis=1)
+    others = wu.copy()
+    others[rows, best] = -np.inf
+    dominated = wl[rows, best] >= others.max(axis=1)
+    lo, hi = wl.max(axis=1), wu.max(axis=1)
+    src = wi[rows, best]
+    relax = GatherRelax(l.size, src, src, dominated, np.where(dominated, 0.0, hi))
+    return _record(x, ctx, relax, lo, hi, ctx.index == len(ctx.network.nodes) - 1)

@@ -1,0 +1,188 @@
+"""Zonotope domain (DeepZ, Singh et al. NeurIPS 2018): x = c + Gᵀε + [-e, e], ε ∈ [-1, 1]^m.
+
+Centre c (n,), generator rows G (m, n) in a ``storage.NoiseStore``, and a per-neuron box term
+e >= 0 that absorbs float64 rounding errors (sound mode). Bounds are c ± (Σ_i |G_i| + e),
+intersected with a parallel interval analysis when that is tighter. Noise symbols are numbered
+globally (``ctx.shared["n_symbols"]``) so that branches that meet in an Add share them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from storage import DenseStore, NoiseStore
+
+from ..fp import UNIT_ROUNDOFF, gamma, inflate, widen
+from ..linear import LINEAR_OPS, linear_op
+from ..network import Add, Layer, MaxPool2d, ReLU, Sigmoid, Tanh
+from ..relaxations import relu_parallel, s_shaped_parallel, sigmoid, sigmoid_derivative, tanh_derivative
+from .interval import centre_radius, linear_interval
+from .registry import TRANSFORMERS, Context, Options
+
+SYMBOLS = "n_symbols"
+
+
+@dataclass(eq=False)
+class Zonotope:
+    """Centre, generator store, box term, and interval bounds (lower, upper) to intersect with."""
+
+    center: np.ndarray
+    gens: NoiseStore
+    err: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    sound_fp: bool = True
+    _abs_sum: np.ndarray | None = field(default=None, repr=False)
+    _bounds: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_box(cls, lower: np.ndarray, upper: np.ndarray, options: Options) -> "Zonotope":
+        """One symbol per input of non-zero width: c = midpoint, G = diag(radius) on those inputs."""
+        c, r = centre_radius(np.asarray(lower, float).ravel(), np.asarray(upper, float).ravel())
+        cols = np.flatnonzero(r > 0)
+        gens = DenseStore.from_diagonal(cols, r[cols], c.size)
+        return cls(c, gens, np.zeros_like(c), np.asarray(lower, float).ravel().copy(),
+                   np.asarray(upper, float).ravel().copy(), options.sound_fp)
+
+    @property
+    def n_symbols(self) -> int:
+        return self.gens.shape[0]
+
+    def abs_sum(self) -> np.ndarray:
+        """Σ_i |G_i| per neuron (cached)."""
+        if self._abs_sum is None:
+            self._abs_sum = self.gens.abs_row_sum()
+        return self._abs_sum
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """c ± (Σ|G_i| + e), rounded outwards, intersected with the interval bounds."""
+        if self._bounds is None:
+            rad = self.abs_sum()
+            if self.sound_fp:
+                rad = inflate(rad * (1.0 + gamma(max(self.n_symbols, 1) + 1)) + self.err)
+                lo, hi = widen(self.center - rad, self.center + rad, 0.0)
+            else:
+                lo, hi = self.center - rad - self.err, self.center + rad + self.err
+            self._bounds = (np.maximum(lo, self.lower), np.minimum(hi, self.upper))
+        return self._bounds
+
+
+def _with_symbols(z: Zonotope, ctx: Context) -> NoiseStore:
+    """The operand's store padded with zero rows for symbols created on other branches."""
+    total = ctx.shared.setdefault(SYMBOLS, z.n_symbols)
+    if z.gens.shape[0] < total:
+        z.gens.pad_symbols(total)
+    return z.gens
+
+
+def zonotope_linear(z: Zonotope, layer: Layer, ctx: Context) -> Zonotope:
+    """c' = Lc + b, G' = G Lᵀ (each row, no bias), e' = |L|e + gamma_{n+2}(|L|(Σ|G_i| + |c| + e) + |b|)."""
+    op = linear_op(layer, ctx.input_shapes[0])
+    center = op.apply(z.center[None])[0] + op.bias
+    gens = z.gens.map_rows(op.apply, op.n_out)
+    err = op.apply_abs(z.err[None])[0] if np.any(z.err) else np.zeros(op.n_out)
+    sound = ctx.options.sound_fp and not op.exact
+    if sound:
+        g = gamma(op.fan_in + 2)
+        magnitude = op.apply_abs((z.abs_sum() + np.abs(z.center) + z.err)[None])[0] + np.abs(op.bias)
+        err = inflate(err + g * magnitude)
+    if ctx.options.intersect_interval:
+        lo, hi = linear_interval(op, *z.bounds(), ctx.options.sound_fp)
+    else:
+        lo, hi = np.full(op.n_out, -np.inf), np.full(op.n_out, np.inf)
+    return Zonotope(center, gens, err, lo, hi, ctx.options.sound_fp)
+
+
+TRANSFORMERS.register(Zonotope, *LINEAR_OPS)(zonotope_linear)
+
+
+def _relax(z: Zonotope, ctx: Context, lam: np.ndarray, o_lo: np.ndarray, o_hi: np.ndarray,
+           lo: np.ndarray, hi: np.ndarray) -> Zonotope:
+    """y = λx + (o_lo+o_hi)/2 + ((o_hi-o_lo)/2) ε_new, one new symbol per neuron with o_hi > o_lo.
+
+    Rounding: λc + μ and λG are each off by <= u per product, added to e with λ·Σ|G_i|.
+    """
+    mu = o_lo + (o_hi - o_lo) / 2
+    beta = np.maximum(np.nextafter(np.maximum(o_hi - mu, mu - o_lo), np.inf), 0.0)
+    gens = _with_symbols(z, ctx)
+    abs_sum = z.abs_sum() if ctx.options.sound_fp else None
+    if ctx.owns_operand and ctx.owns_operand[0]:
+        gens.scale_columns(lam)
+    else:
+        gens = gens.map_rows(lambda block: block * lam, lam.size)
+    center = lam * z.center + mu
+    err = lam * z.err
+    if ctx.options.sound_fp:
+        err = inflate(err + 2 * UNIT_ROUNDOFF * (np.abs(lam * z.center) + np.abs(mu) + lam * abs_sum + lam * z.err))
+    new = np.flatnonzero(beta > 0)
+    gens.append_symbols(new, beta[new])
+    ctx.shared[SYMBOLS] = gens.shape[0]
+    return Zonotope(center, gens, err, lo, hi, ctx.options.sound_fp)
+
+
+@TRANSFORMERS.register(Zonotope, ReLU)
+def zonotope_relu(z: Zonotope, layer: ReLU, ctx: Context) -> Zonotope:
+    """DeepZ ReLU: stable neurons pass or vanish; crossing: λ = u/(u-l), μ = -λl/2, one new symbol."""
+    l, u = z.bounds()
+    lam, o_lo, o_hi = relu_parallel(l, u)
+    return _relax(z, ctx, lam, o_lo, o_hi, np.maximum(l, 0.0), np.maximum(u, 0.0))
+
+
+def _s_shaped(f, df):
+    def transformer(z: Zonotope, layer: Layer, ctx: Context) -> Zonotope:
+        l, u = z.bounds()
+        lam, o_lo, o_hi = s_shaped_parallel(f, df, l, u)
+        lo, hi = f(l), f(u)
+        lo, hi = widen(lo - 8 * UNIT_ROUNDOFF * np.abs(lo), hi + 8 * UNIT_ROUNDOFF * np.abs(hi), 0.0)
+        return _relax(z, ctx, lam, o_lo, o_hi, lo, hi)
+    return transformer
+
+
+TRANSFORMERS.register(Zonotope, Sigmoid)(_s_shaped(sigmoid, sigmoid_derivative))
+TRANSFORMERS.register(Zonotope, Tanh)(_s_shaped(np.tanh, tanh_derivative))
+
+
+@TRANSFORMERS.register(Zonotope, Add)
+def zonotope_add(z: Zonotope, layer: Add, ctx: Context) -> Zonotope:
+    """(c_a + c_b, G_a + G_b, e_a + e_b + rounding) over the shared symbols."""
+    a, b = ctx.operands
+    gens_a, gens_b = _with_symbols(a, ctx), _with_symbols(b, ctx)
+    center = a.center + b.center
+    err = a.err + b.err
+    if ctx.options.sound_fp:
+        err = inflate(err + UNIT_ROUNDOFF * (np.abs(center) + a.abs_sum() + b.abs_sum()))
+    (la, ua), (lb, ub) = a.bounds(), b.bounds()
+    lo, hi = widen(la + lb, ua + ub, 0.0)
+    return Zonotope(center, gens_a.add(gens_b), err, lo, hi, ctx.options.sound_fp)
+
+
+@TRANSFORMERS.register(Zonotope, MaxPool2d)
+def zonotope_maxpool(z: Zonotope, layer: MaxPool2d, ctx: Context) -> Zonotope:
+    """An output whose window has one input dominating the rest keeps that input's affine form;
+    the others become a fresh symbol over the box [max of lowers, max of uppers]."""
+    in_shape = ctx.input_shapes[0]
+    l, u = z.bounds()
+    index = np.arange(l.size, dtype=np.float64).reshape((1,) + tuple(in_shape))
+    from ..im2col import windows
+    win = lambda a, pad: windows(a.reshape((1,) + tuple(in_shape)), layer.kernel, layer.stride, layer.padding,
+                                 layer.dilation, pad_value=pad)[0].reshape(-1, layer.kernel[0] * layer.kernel[1])
+    wl, wu, wi = win(l, -np.inf), win(u, -np.inf), win(index, -1.0).astype(np.int64)
+    lo, hi = wl.max(axis=1), wu.max(axis=1)
+    best = np.argmax(wl, axis=1)
+    rows = np.arange(len(best))
+    others_u = wu.copy()
+    others_u[rows, best] = -np.inf
+    dominated = wl[rows, best] >= others_u.max(axis=1)
+    source = wi[rows, best]
+    keep = np.where(dominated, source, 0)
+    mask = dominated.astype(np.float64)
+    gens = _with_symbols(z, ctx).map_rows(lambda block: block[:, keep] * mask, len(keep))
+    c_box, r_box = centre_radius(lo, hi)
+    center = np.where(dominated, z.center[keep], c_box)
+    err = np.where(dominated, z.err[keep], 0.0)
+    fresh = np.flatnonzero(~dominated & (r_box > 0))
+    gens.append_symbols(fresh, r_box[fresh])
+    ctx.shared[SYMBOLS] = gens.shape[0]
+    return Zonotope(center, gens, err, lo, hi, ctx.options.sound_fp)

@@ -1,0 +1,32 @@
+"""Rigorous bounds on float64 rounding errors of the linear algebra the domains do.
+
+Higham, "Accuracy and Stability of Numerical Algorithms", Thm 3.1 / 3.5: a dot product of
+length n computed in any order (with or without FMA) satisfies
+|fl(xᵀy) - xᵀy| <= gamma_n |x|ᵀ|y|, gamma_n = n u / (1 - n u), u = 2^-53.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+UNIT_ROUNDOFF = 2.0 ** -53
+#: smallest positive subnormal: products that underflow lose up to this much each
+ETA = np.nextafter(0.0, 1.0)
+
+
+def gamma(n: int) -> float:
+    """gamma_n = n u / (1 - n u), the relative error bound of an n-term dot product."""
+    nu = n * UNIT_ROUNDOFF
+    if nu >= 1:
+        raise ValueError(f"dot products of length {n} have no float64 error bound")
+    return nu / (1.0 - nu)
+
+
+def inflate(x: np.ndarray, terms: int = 4) -> np.ndarray:
+    """Round a non-negative error bound up, covering the rounding of its own ``terms`` operations."""
+    return x * (1.0 + gamma(terms + 1)) + ETA * terms
+
+
+def widen(lower: np.ndarray, upper: np.ndarray, slack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[lower - slack, upper + slack], rounded outwards."""
+    return (np.nextafter(lower - slack, -np.inf), np.nextafter(upper + slack, np.inf))

@@ -1,0 +1,240 @@
+"""Linear layers as operators on blocks of row vectors, shared by every abstract domain.
+
+A linear layer is y = L x + b on flattened tensors. ``LinearOp`` applies L (no bias) to each
+row of a block X (k, n_in) -> (k, n_out) (zonotope generators, interval centres), |L| to
+non-negative rows (radii, rounding-error terms), and the transpose Lᵀ to rows of coefficients
+(k, n_out) -> (k, n_in) (DeepPoly back-substitution), without materialising L for
+convolutions, pools and permutations. ``linear_op(layer, in_shape)`` finds the operator of a
+layer through a registry of layer types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .im2col import conv2d_forward, window_output_hw
+from .network import Affine, AvgPool2d, Conv2d, ElementwiseAffine, Layer, Reshape, Transpose
+
+Shape = tuple[int, ...]
+
+
+class LinearOp:
+    """y = L x + bias on flattened vectors, applied to blocks of rows."""
+
+    in_shape: Shape
+    out_shape: Shape
+    bias: np.ndarray
+    #: the largest number of products summed into one output (for rounding-error bounds)
+    fan_in: int
+    #: True when float evaluation is exact (permutations): no rounding-error term needed
+    exact: bool = False
+
+    @property
+    def n_in(self) -> int:
+        return int(np.prod(self.in_shape, dtype=np.int64))
+
+    @property
+    def n_out(self) -> int:
+        return int(np.prod(self.out_shape, dtype=np.int64))
+
+    def apply(self, rows: np.ndarray) -> np.ndarray:
+        """L applied to each row: (k, n_in) -> (k, n_out)."""
+        raise NotImplementedError
+
+    def apply_abs(self, rows: np.ndarray) -> np.ndarray:
+        """|L| applied to each row: (k, n_in) -> (k, n_out)."""
+        raise NotImplementedError
+
+    def apply_transpose(self, rows: np.ndarray) -> np.ndarray:
+        """Lᵀ applied to each row, i.e. rows @ L: (k, n_out) -> (k, n_in)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, eq=False)
+class DenseOp(LinearOp):
+    """An explicit matrix L (n_out, n_in)."""
+
+    matrix: np.ndarray
+    bias: np.ndarray
+    in_shape: Shape
+    out_shape: Shape
+
+    @property
+    def fan_in(self) -> int:
+        return self.matrix.shape[1]
+
+    def apply(self, rows):
+        return rows @ self.matrix.T
+
+    def apply_abs(self, rows):
+        return rows @ np.abs(self.matrix).T
+
+    def apply_transpose(self, rows):
+        return rows @ self.matrix
+
+
+@dataclass(frozen=True, eq=False)
+class ConvOp(LinearOp):
+    """A 2-d convolution (no bias) on rows reshaped to (C, H, W)."""
+
+    layer: Conv2d
+    in_shape: Shape
+    out_shape: Shape
+
+    @property
+    def bias(self) -> np.ndarray:
+        return np.repeat(self.layer.bias, self.out_shape[1] * self.out_shape[2])
+
+    @property
+    def fan_in(self) -> int:
+        w = self.layer.weight
+        return w.shape[1] * w.shape[2] * w.shape[3]
+
+    def _conv(self, rows, weight):
+        c = self.layer
+        x = rows.reshape((rows.shape[0],) + tuple(self.in_shape))
+        return conv2d_forward(x, weight, None, c.stride, c.padding, c.dilation, c.groups).reshape(rows.shape[0], -1)
+
+    def apply(self, rows):
+        return self._conv(rows, self.layer.weight)
+
+    def apply_abs(self, rows):
+        return self._conv(rows, np.abs(self.layer.weight))
+
+    def apply_transpose(self, rows):
+        return conv2d_transpose(rows.reshape((rows.shape[0],) + tuple(self.out_shape)), self.layer,
+                                tuple(self.in_shape)).reshape(rows.shape[0], -1)
+
+
+def conv2d_transpose(y: np.ndarray, conv: Conv2d, in_shape: Shape) -> np.ndarray:
+    """Adjoint of the convolution: x[c, i, j] = sum of w[o, c, p, q] y[o, a, b] over windows hitting (i, j)."""
+    k = y.shape[0]
+    c_in, h, w = in_shape
+    out_ch, cin_g, kh, kw = conv.weight.shape
+    _, oh, ow = y.shape[1:]
+    sh, sw = conv.stride
+    dh, dw = conv.dilation
+    top, left, bottom, right = conv.padding
+    padded = np.zeros((k, c_in, h + top + bottom, w + left + right))
+    cout_g = out_ch // conv.groups
+    for g in range(conv.groups):
+        yg = y[:, g * cout_g:(g + 1) * cout_g].reshape(k, cout_g, oh * ow)
+        wg = conv.weight[g * cout_g:(g + 1) * cout_g].reshape(cout_g, cin_g * kh * kw)
+        cols = np.einsum("kos,of->kfs", yg, wg, optimize=True).reshape(k, cin_g, kh, kw, oh, ow)
+        target = padded[:, g * cin_g:(g + 1) * cin_g]
+        for p in range(kh):
+            for q in range(kw):
+                r0, c0 = p * dh, q * dw
+                target[:, :, r0:r0 + sh * (oh - 1) + 1:sh, c0:c0 + sw * (ow - 1) + 1:sw] += cols[:, :, p, q]
+    return padded[:, :, top:top + h, left:left + w]
+
+
+@dataclass(frozen=True, eq=False)
+class DiagonalOp(LinearOp):
+    """Elementwise y = s * x + t."""
+
+    scale: np.ndarray
+    bias: np.ndarray
+    in_shape: Shape
+    out_shape: Shape
+    fan_in: int = 1
+
+    def apply(self, rows):
+        return rows * self.scale
+
+    def apply_abs(self, rows):
+        return rows * np.abs(self.scale)
+
+    def apply_transpose(self, rows):
+        return rows * self.scale
+
+
+@dataclass(frozen=True, eq=False)
+class GatherOp(LinearOp):
+    """A permutation of neurons: y[i] = x[index[i]] (Reshape: identity; Transpose)."""
+
+    index: np.ndarray | None
+    in_shape: Shape
+    out_shape: Shape
+    fan_in: int = 1
+    exact: bool = True
+
+    @property
+    def bias(self) -> np.ndarray:
+        return np.zeros(self.n_out)
+
+    def apply(self, rows):
+        return rows if self.index is None else rows[:, self.index]
+
+    apply_abs = apply
+
+    def apply_transpose(self, rows):
+        if self.index is None:
+            return rows
+        out = np.empty_like(rows)
+        out[:, self.index] = rows
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class AvgPoolOp(LinearOp):
+    """Average pooling as a depthwise convolution with weight 1/divisor."""
+
+    layer: AvgPool2d
+    in_shape: Shape
+    out_shape: Shape
+
+    @property
+    def bias(self) -> np.ndarray:
+        return np.zeros(self.n_out)
+
+    @property
+    def fan_in(self) -> int:
+        return self.layer.kernel[0] * self.layer.kernel[1]
+
+    def _sum_conv(self) -> Conv2d:
+        c = self.in_shape[0]
+        ones = np.ones((c, 1) + tuple(self.layer.kernel))
+        return Conv2d(ones, np.zeros(c), self.layer.stride, self.layer.padding, (1, 1), c)
+
+    def _divisors(self) -> np.ndarray:
+        return np.broadcast_to(self.layer.divisors(self.in_shape[1:]), self.out_shape).ravel()
+
+    def apply(self, rows):
+        return ConvOp(self._sum_conv(), self.in_shape, self.out_shape).apply(rows) / self._divisors()
+
+    apply_abs = apply
+
+    def apply_transpose(self, rows):
+        return ConvOp(self._sum_conv(), self.in_shape, self.out_shape).apply_transpose(rows / self._divisors())
+
+
+OpBuilder = Callable[[Layer, Shape, Shape], LinearOp]
+LINEAR_OPS: dict[type[Layer], OpBuilder] = {
+    Affine: lambda l, i, o: DenseOp(l.weight, l.bias, i, o),
+    Conv2d: lambda l, i, o: ConvOp(l, i, o),
+    ElementwiseAffine: lambda l, i, o: DiagonalOp(l.scale.ravel(), l.shift.ravel(), i, o),
+    Reshape: lambda l, i, o: GatherOp(None, i, o),
+    Transpose: lambda l, i, o: GatherOp(np.arange(int(np.prod(i))).reshape(i).transpose(l.perm).ravel(), i, o),
+    AvgPool2d: lambda l, i, o: AvgPoolOp(l, i, o),
+}
+
+
+def is_linear(layer: Layer) -> bool:
+    return type(layer) in LINEAR_OPS
+
+
+def linear_op(layer: Layer, in_shape: Shape) -> LinearOp:
+    """The linear operator of a linear layer applied to inputs of per-sample shape ``in_shape``."""
+    try:
+        build = LINEAR_OPS[type(layer)]
+    except KeyError:
+        raise TypeError(f"{type(layer).__name__} is not a linear layer") from None
+    return build(layer, tuple(in_shape), tuple(layer.output_shape(tuple(in_shape))))
+
+
+__all__ = ["LinearOp", "DenseOp", "ConvOp", "DiagonalOp", "GatherOp", "AvgPoolOp", "linear_op", "is_linear",
+           "conv2d_transpose", "window_output_hw"]
