@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import errors
+from .analysis import Analysis, analyze
 from .box import Box
 from .errors import (AbsintError, MemoryBudgetError, ModelFormatError, ShapeError,
                      UnsupportedOperatorError, VnnlibError, VnnlibSyntaxError)
@@ -14,5 +15,5 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-__all__ = ["Box", "Network", "load_onnx", "errors", "AbsintError", "MemoryBudgetError", "ModelFormatError",
+__all__ = ["Analysis", "analyze", "Box", "Network", "load_onnx", "errors", "AbsintError", "MemoryBudgetError", "ModelFormatError",
            "ShapeError", "UnsupportedOperatorError", "VnnlibError", "VnnlibSyntaxError", "__version__"]

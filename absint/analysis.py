@@ -49,6 +49,10 @@ def analyze(net: Network, box, domain: str = "zonotope", storage: str = "dense",
         element_type = DOMAINS[domain]
     except KeyError:
         raise ValueError(f"unknown domain {domain!r}; choose one of {', '.join(DOMAINS)}") from None
+    if storage != "dense":
+        raise ValueError(f"storage {storage!r} is not available yet: only 'dense' is implemented")
+    if memory_budget is not None:
+        raise ValueError("memory budgets need the planner, which is not implemented yet; pass memory_budget=None")
     options = options or Options(sound_fp=sound_fp)
     box = _as_box(net, box)
     rss0 = psutil.Process().memory_info().rss

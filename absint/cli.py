@@ -71,6 +71,45 @@ def _run_info(args: argparse.Namespace) -> int:
 register_command("info", "print the layers of an ONNX network", _configure_info, _run_info)
 
 
+# ----------------------------------------------------------------------------- bounds
+def _configure_bounds(p: argparse.ArgumentParser) -> None:
+    p.add_argument("network", help="ONNX file")
+    p.add_argument("property", help="VNN-LIB file (its input boxes are analysed)")
+    p.add_argument("--domain", choices=["interval", "zonotope", "deeppoly"], default="zonotope")
+    p.add_argument("--no-sound-fp", action="store_true",
+                   help="omit the float64 rounding-error terms (for comparisons with tools that ignore them)")
+    p.add_argument("--json", action="store_true", help="print the bounds and statistics as JSON")
+
+
+def _run_bounds(args: argparse.Namespace) -> int:
+    import json
+
+    from .analysis import analyze
+    from .onnx_import import load_onnx
+    from .vnnlib import load_vnnlib
+
+    net = load_onnx(args.network)
+    spec = load_vnnlib(args.property, net)
+    results = []
+    for k, region in enumerate(spec.regions):
+        res = analyze(net, region.box, domain=args.domain, sound_fp=not args.no_sound_fp)
+        results.append({"region": k, "lower": res.lower.tolist(), "upper": res.upper.tolist(),
+                        "time_s": res.stats["time_s"], "peak_bytes": res.stats["peak_bytes"],
+                        "n_symbols": max(res.stats["n_symbols"] or [0])})
+    if args.json:
+        print(json.dumps({"network": args.network, "property": args.property, "domain": args.domain,
+                          "regions": results}, indent=1))
+        return 0
+    for r in results:
+        print(f"region {r['region']}: {args.domain}, {r['time_s'] * 1000:.1f} ms, {r['n_symbols']} symbols")
+        rows = [[j, lo, hi, hi - lo] for j, (lo, hi) in enumerate(zip(r["lower"], r["upper"]))]
+        print(format_table(["output", "lower", "upper", "width"], rows))
+    return 0
+
+
+register_command("bounds", "sound output bounds over a property's input boxes", _configure_bounds, _run_bounds)
+
+
 # ------------------------------------------------------------------------------- demo
 def _configure_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=1000, help="random points per property (default 1000)")

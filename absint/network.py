@@ -51,6 +51,15 @@ class Layer:
         return 0
 
 
+def _check_window(stride, padding, dilation, what: str) -> None:
+    """Strides and dilations are two positive integers, paddings four non-negative ones."""
+    if len(stride) != 2 or len(dilation) != 2 or len(padding) != 4:
+        raise ShapeError(f"{what} needs 2 strides, 2 dilations and 4 paddings, got {stride}, {dilation}, {padding}")
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ShapeError(f"{what} strides {stride} and dilations {dilation} must be positive and "
+                         f"paddings {padding} non-negative")
+
+
 def _size(shape: Shape) -> int:
     return int(np.prod(shape, dtype=np.int64))
 
@@ -74,7 +83,7 @@ class Affine(Layer):
         return (self.weight.shape[0],)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return x.reshape(x.shape[0], -1) @ self.weight.T + self.bias
+        return x.reshape(x.shape[0], self.weight.shape[1]) @ self.weight.T + self.bias
 
     def describe(self) -> str:
         return f"{self.weight.shape[1]}->{self.weight.shape[0]}"
@@ -101,7 +110,10 @@ class Conv2d(Layer):
         object.__setattr__(self, "stride", tuple(int(s) for s in self.stride))
         object.__setattr__(self, "padding", tuple(int(p) for p in self.padding))
         object.__setattr__(self, "dilation", tuple(int(d) for d in self.dilation))
-        if self.weight.shape[0] % self.groups or self.bias.shape[0] != self.weight.shape[0]:
+        object.__setattr__(self, "groups", int(self.groups))
+        _check_window(self.stride, self.padding, self.dilation, type(self).__name__)
+        if (self.groups < 1 or self.weight.shape[0] % self.groups
+                or self.bias.shape[0] != self.weight.shape[0]):
             raise ShapeError(f"Conv2d weight {self.weight.shape}, bias {self.bias.shape} and groups "
                              f"{self.groups} do not fit")
 
@@ -262,6 +274,9 @@ class _Pool2d(Layer):
     def __post_init__(self):
         for name in ("kernel", "stride", "padding"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if len(self.kernel) != 2 or min(self.kernel) < 1:
+            raise ShapeError(f"{type(self).__name__} kernel {self.kernel} must be two positive sizes")
+        _check_window(self.stride, self.padding, (1, 1), type(self).__name__)
 
     def output_shape(self, in_shape: Shape) -> Shape:
         if len(in_shape) != 3:
@@ -310,6 +325,7 @@ class MaxPool2d(_Pool2d):
     def __post_init__(self):
         super().__post_init__()
         object.__setattr__(self, "dilation", tuple(int(v) for v in self.dilation))
+        _check_window(self.stride, self.padding, self.dilation, type(self).__name__)
 
     def _dilation(self) -> Pair:
         return self.dilation
@@ -418,7 +434,7 @@ class Network:
                 if i != NETWORK_INPUT and last_use[i] == idx:
                     values[i] = None  # free intermediate results early
         out = values[-1]
-        return out.reshape(out.shape[0], -1)
+        return out.reshape(out.shape[0], self.output_size)
 
     def _last_uses(self) -> list[int]:
         last = list(range(len(self.nodes)))

@@ -528,6 +528,8 @@ def load_onnx(path: str | os.PathLike, *, simplify_graph: bool = True) -> Networ
 
 
 def _input_shape(value_info, source: str) -> Shape:
+    if not value_info.type.tensor_type.HasField("shape"):
+        raise ModelFormatError(f"{source}: input {value_info.name!r} has an unknown shape (no dimensions given)")
     dims = value_info.type.tensor_type.shape.dim
     shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
     if shape and (shape[0] is None or shape[0] == 1):
@@ -596,7 +598,7 @@ def _run_node(node, node_name: str, args: list, attrs: dict, builder: GraphBuild
         raise UnsupportedOperatorError(op, node_name, supported_operators(), str(exc)) from None
     except ShapeError as exc:
         raise ShapeError(f"{source}: node {node_name!r} ({op}): {exc}") from None
-    except (KeyError, IndexError, ValueError) as exc:
+    except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as exc:
         raise ModelFormatError(f"{source}: node {node_name!r} ({op}) is malformed: "
                                f"{type(exc).__name__}: {exc}") from None
     detail = "not supported on constants only" if op in LAYER_OPS else ""
@@ -667,6 +669,10 @@ def simplify(nodes: list[Node]) -> list[Node]:
             merged = None
             if isinstance(layer, ElementwiseAffine):
                 merged = _fold_into(prev.layer, layer)
+                if merged is None and _fold_through_reshape(nodes, users, idx):
+                    nodes = _bypass(nodes, idx)
+                    changed = True
+                    break
             elif isinstance(layer, Reshape) and isinstance(prev.layer, Reshape):
                 merged = Reshape(node.shape)
             if merged is not None:
@@ -675,6 +681,26 @@ def simplify(nodes: list[Node]) -> list[Node]:
                 changed = True
                 break
     return nodes
+
+
+def _fold_through_reshape(nodes: list[Node], users: list[list[int]], idx: int) -> bool:
+    """Fold the elementwise affine ``idx`` across a Reshape into the layer before it (in place).
+
+    ``s * reshape(z) + t`` equals ``reshape(s' * z + t')`` with s', t' reshaped to z's shape, as
+    from MatMul on an unflattened (1, k) input followed by Add. The caller then bypasses ``idx``.
+    """
+    (rsh,) = nodes[idx].inputs
+    if rsh == NETWORK_INPUT or not isinstance(nodes[rsh].layer, Reshape):
+        return False
+    (src,) = nodes[rsh].inputs
+    if src == NETWORK_INPUT or len(users[src]) != 1:
+        return False
+    ea, prod = nodes[idx].layer, nodes[src]
+    merged = _fold_into(prod.layer, ElementwiseAffine(ea.scale.reshape(prod.shape), ea.shift.reshape(prod.shape)))
+    if merged is None:
+        return False
+    nodes[src] = Node(prod.name, merged, prod.inputs, prod.shape)
+    return True
 
 
 def _bypass(nodes: list[Node], idx: int) -> list[Node]:
