@@ -9,6 +9,8 @@ from .errors import (AbsintError, MemoryBudgetError, ModelFormatError, ShapeErro
                      UnsupportedOperatorError, VnnlibError, VnnlibSyntaxError)
 from .network import Network
 from .onnx_import import load_onnx
+from .spec import LinearConstraints, Region, Spec
+from .vnnlib import load_vnnlib, parse_vnnlib
 
 try:
     __version__ = _version("absint")
@@ -16,4 +18,5 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
 __all__ = ["Analysis", "analyze", "Box", "Network", "load_onnx", "errors", "AbsintError", "MemoryBudgetError", "ModelFormatError",
-           "ShapeError", "UnsupportedOperatorError", "VnnlibError", "VnnlibSyntaxError", "__version__"]
+           "ShapeError", "UnsupportedOperatorError", "VnnlibError", "VnnlibSyntaxError", "__version__",
+           "load_vnnlib", "parse_vnnlib", "Spec", "Region", "LinearConstraints"]
