@@ -60,6 +60,17 @@ def _check_window(stride, padding, dilation, what: str) -> None:
                          f"paddings {padding} non-negative")
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) without overflow: exp is only taken of non-positive numbers."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    pos = x >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+    ex = np.exp(x[~pos])
+    out[~pos] = ex / (1.0 + ex)
+    return out
+
+
 def _size(shape: Shape) -> int:
     return int(np.prod(shape, dtype=np.int64))
 
@@ -160,12 +171,7 @@ class Sigmoid(Layer):
     """y = 1 / (1 + exp(-x)), elementwise."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        out = np.empty_like(x, dtype=np.float64)
-        pos = x >= 0
-        out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
-        ex = np.exp(x[~pos])
-        out[~pos] = ex / (1.0 + ex)
-        return out
+        return sigmoid(x)
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .fp import UNIT_ROUNDOFF
+from .network import sigmoid
 
 #: relative error of numpy's exp/tanh-based activations (a few ulp), covered in sound mode
 ACTIVATION_REL_ERROR = 8 * UNIT_ROUNDOFF
@@ -40,15 +41,6 @@ def relu_parallel(lower: np.ndarray, upper: np.ndarray):
     lc = lam[cross]
     o_hi[cross] = _up(np.maximum(_up(-lc * l), _up((1.0 - lc) * u)))
     return lam, o_lo, o_hi
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    out = np.empty_like(x, dtype=np.float64)
-    pos = x >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
-    ex = np.exp(x[~pos])
-    out[~pos] = ex / (1.0 + ex)
-    return out
 
 
 def sigmoid_derivative(x: np.ndarray) -> np.ndarray:
