@@ -192,6 +192,9 @@ def check_sound(net: Network, lower, upper, domain: str, points: Points | None =
     assert len(result.layer_bounds) == len(net.nodes)
     for k, (l, u) in enumerate(result.layer_bounds):
         assert l.shape == u.shape == (net.nodes[k].size,), f"node {k}: bounds of shapes {l.shape}, {u.shape}"
+        crossed = np.flatnonzero(~(l <= u))
+        assert crossed.size == 0, (f"{domain} node {k} {net.nodes[k].name!r}: lower > upper (or NaN) at "
+                                   f"{crossed.size} neurons, e.g. {crossed[0]}: [{l[crossed[0]]!r}, {u[crossed[0]]!r}]")
     violation = find_violation(net, result.layer_bounds, points, tol, rtol)
     assert violation is None, violation.message(domain) + f" [{net!r}]"
     return result
