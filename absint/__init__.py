@@ -5,10 +5,11 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from . import errors
 from .analysis import Analysis, analyze
 from .box import Box
-from .errors import (AbsintError, MemoryBudgetError, ModelFormatError, ShapeError,
+from .errors import (AbsintError, DiskSpaceError, MemoryBudgetError, ModelFormatError, ShapeError, StorageError,
                      UnsupportedOperatorError, VnnlibError, VnnlibSyntaxError)
 from .network import Network
 from .onnx_import import load_onnx
+from .planner import Plan, plan
 from .spec import LinearConstraints, Region, Spec
 from .vnnlib import load_vnnlib, parse_vnnlib
 
@@ -18,5 +19,5 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
 __all__ = ["Analysis", "analyze", "Box", "Network", "load_onnx", "errors", "AbsintError", "MemoryBudgetError", "ModelFormatError",
-           "ShapeError", "UnsupportedOperatorError", "VnnlibError", "VnnlibSyntaxError", "__version__",
+           "ShapeError", "UnsupportedOperatorError", "DiskSpaceError", "StorageError", "Plan", "plan", "VnnlibError", "VnnlibSyntaxError", "__version__",
            "load_vnnlib", "parse_vnnlib", "Spec", "Region", "LinearConstraints"]

@@ -12,10 +12,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import psutil
 
+from contextlib import nullcontext
+
+import kernels
+from storage import CSRFormat, DenseFormat, HDF5Format, Scratch, StoreFormat
+
 from .box import Box
 from .domains import DOMAINS, TRANSFORMERS, Context, Options
 from .errors import ShapeError
 from .network import NETWORK_INPUT, Network
+from .planner import STORAGES, Plan, make_plan
+from .tables import parse_bytes
+
+_PROCESS = psutil.Process()
 
 
 @dataclass
@@ -42,45 +51,96 @@ def _as_box(net: Network, box) -> Box:
     return box
 
 
+def _release(old, new) -> None:
+    """Close the noise stores of an element no node needs any more (HDF5 files go at once)."""
+    keep = {id(store) for store in getattr(new, "stores", tuple)()}
+    for store in getattr(old, "stores", tuple)():
+        if id(store) not in keep:
+            store.close()
+
+
+def _formats(scratch: Scratch | None, block_bytes: int | None) -> dict[str, StoreFormat]:
+    formats: dict[str, StoreFormat] = {"dense": DenseFormat(), "csr": CSRFormat()}
+    if scratch is not None:
+        formats["hdf5"] = HDF5Format(scratch, block_bytes) if block_bytes else HDF5Format(scratch)
+    return formats
+
+
 def analyze(net: Network, box, domain: str = "zonotope", storage: str = "dense", memory_budget=None,
-            *, sound_fp: bool = True, options: Options | None = None) -> Analysis:
-    """Sound bounds of every node of ``net`` over ``box`` (an ``absint.Box`` or (lower, upper))."""
+            *, sound_fp: bool = True, options: Options | None = None, scratch_dir=None,
+            block_bytes: int | None = None) -> Analysis:
+    """Sound bounds of every node of ``net`` over ``box`` (an ``absint.Box`` or (lower, upper)).
+
+    ``storage`` holds the zonotope's noise symbols: "dense", "csr", "hdf5" (chunked files in
+    ``scratch_dir``, default $ABSINT_SCRATCH or the system temp dir) or "auto" (the planner picks
+    per layer the fastest that fits ``memory_budget``: bytes or a string such as "512MiB").
+    A budget no plan meets raises ``MemoryBudgetError`` before any work starts. Every storage
+    gives the same bounds; scratch files are removed on every exit path.
+    """
     try:
         element_type = DOMAINS[domain]
     except KeyError:
         raise ValueError(f"unknown domain {domain!r}; choose one of {', '.join(DOMAINS)}") from None
-    if storage != "dense":
-        raise ValueError(f"storage {storage!r} is not available yet: only 'dense' is implemented")
-    if memory_budget is not None:
-        raise ValueError("memory budgets need the planner, which is not implemented yet; pass memory_budget=None")
+    if storage not in STORAGES:
+        raise ValueError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}")
+    budget = None if memory_budget is None else parse_bytes(memory_budget)
     options = options or Options(sound_fp=sound_fp)
     box = _as_box(net, box)
-    rss0 = psutil.Process().memory_info().rss
+    jit_s = kernels.compile_seconds()
+    needs_disk = storage in ("hdf5", "auto") and domain == "zonotope"
+    with (Scratch(scratch_dir) if needs_disk else nullcontext()) as scratch:
+        storage_plan = make_plan(net, box, domain, storage, budget, options)
+        block_bytes = block_bytes or storage_plan.hdf5_block_bytes
+        return _run(net, box, element_type, domain, storage_plan, _formats(scratch, block_bytes), scratch,
+                    storage_plan.options, jit_s)
+
+
+def _run(net: Network, box: Box, element_type, domain: str, storage_plan: Plan, formats: dict[str, StoreFormat],
+         scratch: Scratch | None, options: Options, jit_s: float) -> Analysis:
+    rss0 = _PROCESS.memory_info().rss
     peak_rss = rss0
     t0 = time.perf_counter()
     lo_in, hi_in = box.lower.ravel(), box.upper.ravel()
-    start = element_type.from_box(lo_in, hi_in, options)
+    start = element_type.from_box(lo_in, hi_in, options, formats[storage_plan.input_storage])
     last_use = net._last_uses()
+    input_last_use = max(k for k, n in enumerate(net.nodes) if NETWORK_INPUT in n.inputs)
     elements: list = [None] * len(net.nodes)
     bounds: list[tuple[np.ndarray, np.ndarray]] = []
     n_symbols: list[int] = []
+    used: list[str] = []
     shared = {"n_symbols": int(getattr(start, "n_symbols", 0))}
-    for idx, node in enumerate(net.nodes):
-        operands = tuple(start if i == NETWORK_INPUT else elements[i] for i in node.inputs)
-        shapes = tuple(net.input_shape if i == NETWORK_INPUT else net.nodes[i].shape for i in node.inputs)
-        owns = tuple(i != NETWORK_INPUT and last_use[i] == idx and node.inputs.count(i) == 1 for i in node.inputs)
-        ctx = Context(options, node, idx, shapes, operands, bounds, (lo_in, hi_in), owns, shared, net)
-        transformer = TRANSFORMERS.lookup(element_type, type(node.layer))
-        element = transformer(operands[0], node.layer, ctx)
-        elements[idx] = element
-        bounds.append(element.bounds())
-        n_symbols.append(int(getattr(element, "n_symbols", 0)))
-        for i in node.inputs:
-            if i != NETWORK_INPUT and last_use[i] == idx:
-                elements[i] = None
-        peak_rss = max(peak_rss, psutil.Process().memory_info().rss)
-    elapsed = time.perf_counter() - t0
+    try:
+        for idx, node in enumerate(net.nodes):
+            operands = tuple(start if i == NETWORK_INPUT else elements[i] for i in node.inputs)
+            shapes = tuple(net.input_shape if i == NETWORK_INPUT else net.nodes[i].shape for i in node.inputs)
+            owns = tuple(i != NETWORK_INPUT and last_use[i] == idx and node.inputs.count(i) == 1
+                         for i in node.inputs)
+            name = storage_plan.storage_for(idx)
+            ctx = Context(options, node, idx, shapes, operands, bounds, (lo_in, hi_in), owns, shared, net,
+                          formats[name])
+            transformer = TRANSFORMERS.lookup(element_type, type(node.layer))
+            element = transformer(operands[0], node.layer, ctx)
+            elements[idx] = element
+            bounds.append(element.bounds())
+            n_symbols.append(int(getattr(element, "n_symbols", 0)))
+            used.append(name if hasattr(element, "stores") else "-")
+            for i in set(node.inputs):
+                if i != NETWORK_INPUT and last_use[i] == idx:
+                    _release(elements[i], element)
+                    elements[i] = None
+            if idx == input_last_use:
+                _release(start, element)
+            peak_rss = max(peak_rss, _PROCESS.memory_info().rss)
+            storage_plan.observe(idx, n_symbols[-1])
+        elapsed = time.perf_counter() - t0
+    finally:
+        for element in elements + [start]:
+            if element is not None:
+                _release(element, None)
     lower, upper = bounds[-1]
-    stats = {"time_s": elapsed, "peak_bytes": int(peak_rss - rss0), "n_symbols": n_symbols,
-             "storage": [storage] * len(net.nodes)}
+    stats = {"time_s": elapsed, "jit_s": jit_s, "peak_bytes": int(peak_rss - rss0), "n_symbols": n_symbols,
+             "storage": used, "disk_bytes_written": scratch.bytes_written if scratch is not None else 0,
+             "memory_budget": storage_plan.budget}
+    if domain == "deeppoly":
+        stats["block_size"] = options.block_size
     return Analysis(domain, lower.copy(), upper.copy(), bounds, stats)

@@ -55,5 +55,11 @@ class MemoryBudgetError(AbsintError):
         self.layer = layer
         self.needed = needed
         self.given = given
-        super().__init__(f"memory budget too small at layer {layer!r}: needs {needed} bytes, "
-                         f"budget is {given} bytes")
+        from .tables import format_bytes
+
+        super().__init__(f"memory budget too small at layer {layer!r}: needs {format_bytes(needed)} "
+                         f"({needed} bytes), budget is {format_bytes(given)} ({given} bytes)")
+
+
+# storage/ cannot import absint, so its errors live there; they are part of absint's error API
+from storage.errors import DiskSpaceError, StorageError  # noqa: E402

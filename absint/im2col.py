@@ -12,7 +12,7 @@ Pair = tuple[int, int]
 Pads = tuple[int, int, int, int]
 
 #: im2col buffers larger than this are built batch-chunk by batch-chunk.
-IM2COL_CHUNK_BYTES = 1 << 27
+IM2COL_CHUNK_BYTES = 1 << 25
 
 
 def window_output_hw(hw: Pair, kernel: Pair, stride: Pair, padding: Pads, dilation: Pair = (1, 1)) -> Pair:
@@ -49,6 +49,18 @@ def windows(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pads, dilation: 
     return view[..., :oh, :ow, :, :]
 
 
+def conv2d_work_bytes(batch: int, in_channels: int, weight_shape: tuple[int, ...], out_hw: Pair,
+                      groups: int = 1) -> int:
+    """Temporaries of ``conv2d_forward`` on ``batch`` samples besides input and output: the padded
+    copy, one chunk of im2col columns and its product with the weights."""
+    out_ch, cin_g, kh, kw = weight_shape
+    cols_row = 8 * cin_g * kh * kw * out_hw[0] * out_hw[1]
+    res_row = 8 * out_hw[0] * out_hw[1] * (out_ch // groups)
+    per_sample = 8 * in_channels * kh * kw * out_hw[0] * out_hw[1]
+    chunk = min(batch, max(1, IM2COL_CHUNK_BYTES // max(per_sample, 1)))
+    return chunk * (cols_row + res_row)
+
+
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: Pair,
                    padding: Pads, dilation: Pair, groups: int) -> np.ndarray:
     """Cross-correlation of a batch (B, C, H, W) with weight (O, C/groups, KH, KW), by im2col + BLAS."""
@@ -68,7 +80,7 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, s
             wg = weight[g * cout_g:(g + 1) * cout_g].reshape(cout_g, -1)  # (Og, Cg*KH*KW)
             res = cols @ wg.T                                              # (b, OH*OW, Og)
             out[start:start + len(xs), g * cout_g:(g + 1) * cout_g] = (
-                res.transpose(0, 2, 1).reshape(len(xs), cout_g, oh, ow))
+                res.reshape(len(xs), oh, ow, cout_g).transpose(0, 3, 1, 2))
     if bias is not None:
         out += bias[None, :, None, None]
     return out

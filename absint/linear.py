@@ -10,12 +10,17 @@ layer through a registry of layer types.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
+import scipy.sparse as sp
 
-from .im2col import conv2d_forward, window_output_hw
+from kernels.csr import csr_conv2d_matrix
+
+from .im2col import conv2d_forward, conv2d_work_bytes, window_output_hw
 from .network import Affine, AvgPool2d, Conv2d, ElementwiseAffine, Layer, Reshape, Transpose
 
 Shape = tuple[int, ...]
@@ -32,11 +37,11 @@ class LinearOp:
     #: True when float evaluation is exact (permutations): no rounding-error term needed
     exact: bool = False
 
-    @property
+    @cached_property
     def n_in(self) -> int:
         return int(np.prod(self.in_shape, dtype=np.int64))
 
-    @property
+    @cached_property
     def n_out(self) -> int:
         return int(np.prod(self.out_shape, dtype=np.int64))
 
@@ -52,6 +57,10 @@ class LinearOp:
         """Lᵀ applied to each row, i.e. rows @ L: (k, n_out) -> (k, n_in)."""
         raise NotImplementedError
 
+    def apply_sparse(self, rows: sp.csr_matrix) -> sp.csr_matrix | np.ndarray:
+        """L applied to each row of a CSR block; CSR out where rows stay sparse, else dense."""
+        return self.apply(rows.toarray())
+
 
 @dataclass(frozen=True, eq=False)
 class DenseOp(LinearOp):
@@ -66,14 +75,22 @@ class DenseOp(LinearOp):
     def fan_in(self) -> int:
         return self.matrix.shape[1]
 
+    @cached_property
+    def abs_matrix(self) -> np.ndarray:
+        return np.abs(self.matrix)
+
     def apply(self, rows):
         return rows @ self.matrix.T
 
     def apply_abs(self, rows):
-        return rows @ np.abs(self.matrix).T
+        return rows @ self.abs_matrix.T
 
     def apply_transpose(self, rows):
         return rows @ self.matrix
+
+    def apply_sparse(self, rows):
+        """A dense matrix fills every row: sparse x dense product, dense out."""
+        return np.asarray(rows @ self.matrix.T)
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,9 +101,18 @@ class ConvOp(LinearOp):
     in_shape: Shape
     out_shape: Shape
 
-    @property
+    @cached_property
     def bias(self) -> np.ndarray:
         return np.repeat(self.layer.bias, self.out_shape[1] * self.out_shape[2])
+
+    @cached_property
+    def abs_weight(self) -> np.ndarray:
+        return np.abs(self.layer.weight)
+
+    @cached_property
+    def work_bytes_per_row(self) -> int:
+        """Temporaries of the im2col path per row (for block sizes under a memory budget)."""
+        return conv2d_work_bytes(1, self.in_shape[0], self.layer.weight.shape, self.out_shape[1:], self.layer.groups)
 
     @property
     def fan_in(self) -> int:
@@ -102,11 +128,20 @@ class ConvOp(LinearOp):
         return self._conv(rows, self.layer.weight)
 
     def apply_abs(self, rows):
-        return self._conv(rows, np.abs(self.layer.weight))
+        return self._conv(rows, self.abs_weight)
 
     def apply_transpose(self, rows):
         return conv2d_transpose(rows.reshape((rows.shape[0],) + tuple(self.out_shape)), self.layer,
                                 tuple(self.in_shape)).reshape(rows.shape[0], -1)
+
+    def apply_sparse(self, rows):
+        """Each non-zero scattered through the kernel window (numba CSR-conv kernel), CSR out."""
+        return self._sparse_conv(rows, self.layer.weight)
+
+    def _sparse_conv(self, rows, weight):
+        c = self.layer
+        return csr_conv2d_matrix(rows, weight, tuple(self.in_shape), tuple(self.out_shape), c.stride, c.padding,
+                                 c.dilation, c.groups)
 
 
 def conv2d_transpose(y: np.ndarray, conv: Conv2d, in_shape: Shape) -> np.ndarray:
@@ -151,6 +186,11 @@ class DiagonalOp(LinearOp):
     def apply_transpose(self, rows):
         return rows * self.scale
 
+    def apply_sparse(self, rows):
+        out = rows.copy()
+        out.data *= self.scale[out.indices]
+        return out
+
 
 @dataclass(frozen=True, eq=False)
 class GatherOp(LinearOp):
@@ -162,7 +202,7 @@ class GatherOp(LinearOp):
     fan_in: int = 1
     exact: bool = True
 
-    @property
+    @cached_property
     def bias(self) -> np.ndarray:
         return np.zeros(self.n_out)
 
@@ -176,6 +216,41 @@ class GatherOp(LinearOp):
             return rows
         out = np.empty_like(rows)
         out[:, self.index] = rows
+        return out
+
+    def apply_sparse(self, rows):
+        return rows if self.index is None else rows[:, self.index].tocsr()
+
+
+@dataclass(frozen=True, eq=False)
+class ColumnSelectOp(LinearOp):
+    """y[o] = scale[o] · x[index[o]]: each output copies one input, scaled (MaxPool's kept inputs)."""
+
+    index: np.ndarray
+    scale: np.ndarray
+    in_shape: Shape
+    out_shape: Shape
+    fan_in: int = 1
+
+    @cached_property
+    def bias(self) -> np.ndarray:
+        return np.zeros(self.n_out)
+
+    def apply(self, rows):
+        return rows[:, self.index] * self.scale
+
+    def apply_abs(self, rows):
+        return rows[:, self.index] * np.abs(self.scale)
+
+    def apply_transpose(self, rows):
+        out = np.zeros((rows.shape[0], self.n_in))
+        np.add.at(out.T, self.index, (rows * self.scale).T)
+        return out
+
+    def apply_sparse(self, rows):
+        out = rows[:, self.index].tocsr()
+        out.data *= self.scale[out.indices]
+        out.eliminate_zeros()
         return out
 
 
@@ -211,6 +286,11 @@ class AvgPoolOp(LinearOp):
     def apply_transpose(self, rows):
         return ConvOp(self._sum_conv(), self.in_shape, self.out_shape).apply_transpose(rows / self._divisors())
 
+    def apply_sparse(self, rows):
+        out = ConvOp(self._sum_conv(), self.in_shape, self.out_shape).apply_sparse(rows)
+        out.data /= self._divisors()[out.indices]
+        return out
+
 
 OpBuilder = Callable[[Layer, Shape, Shape], LinearOp]
 LINEAR_OPS: dict[type[Layer], OpBuilder] = {
@@ -227,14 +307,27 @@ def is_linear(layer: Layer) -> bool:
     return type(layer) in LINEAR_OPS
 
 
+#: operators built so far, per layer (weakly: they go with their layer) and input shape
+_OPS: "weakref.WeakKeyDictionary[Layer, dict[Shape, LinearOp]]" = weakref.WeakKeyDictionary()
+
+
 def linear_op(layer: Layer, in_shape: Shape) -> LinearOp:
-    """The linear operator of a linear layer applied to inputs of per-sample shape ``in_shape``."""
-    try:
-        build = LINEAR_OPS[type(layer)]
-    except KeyError:
-        raise TypeError(f"{type(layer).__name__} is not a linear layer") from None
-    return build(layer, tuple(in_shape), tuple(layer.output_shape(tuple(in_shape))))
+    """The linear operator of a linear layer applied to inputs of per-sample shape ``in_shape``.
+
+    Operators are cached per (layer, shape), so derived arrays (|W|, repeated biases) are built once
+    per network rather than once per analysis.
+    """
+    in_shape = tuple(int(d) for d in in_shape)
+    per_layer = _OPS.setdefault(layer, {})
+    op = per_layer.get(in_shape)
+    if op is None:
+        try:
+            build = LINEAR_OPS[type(layer)]
+        except KeyError:
+            raise TypeError(f"{type(layer).__name__} is not a linear layer") from None
+        op = per_layer[in_shape] = build(layer, in_shape, tuple(layer.output_shape(in_shape)))
+    return op
 
 
-__all__ = ["LinearOp", "DenseOp", "ConvOp", "DiagonalOp", "GatherOp", "AvgPoolOp", "linear_op", "is_linear",
+__all__ = ["LinearOp", "DenseOp", "ConvOp", "DiagonalOp", "GatherOp", "ColumnSelectOp", "AvgPoolOp", "linear_op", "is_linear",
            "conv2d_transpose", "window_output_hw"]

@@ -114,3 +114,29 @@ def s_shaped_deeppoly(f, df, lower: np.ndarray, upper: np.ndarray):
     b_l = np.minimum(off_down(fl_lo, a_l, lower), off_down(fu_lo, a_l, upper))
     b_u = np.maximum(off_up(fl_hi, a_u, lower), off_up(fu_hi, a_u, upper))
     return a_l, b_l, a_u, b_u
+
+
+def maxpool_windows(lower: np.ndarray, upper: np.ndarray, layer, in_shape: tuple[int, ...]):
+    """Per MaxPool output: (lo, hi, dominated, source).
+
+    lo/hi = max of the window's lower/upper bounds (exact); ``source`` is the input with the largest
+    lower bound, ``dominated`` when that lower bound is >= every other input's upper bound (then the
+    output equals that input exactly; otherwise a relaxation is needed).
+    """
+    from .im2col import windows
+
+    shape = (1,) + tuple(in_shape)
+    k = layer.kernel[0] * layer.kernel[1]
+
+    def win(a, pad):
+        return windows(np.asarray(a).reshape(shape), layer.kernel, layer.stride, layer.padding, layer.dilation,
+                       pad_value=pad)[0].reshape(-1, k)
+
+    wl, wu = win(lower, -np.inf), win(upper, -np.inf)
+    wi = win(np.arange(lower.size, dtype=np.float64), -1.0).astype(np.int64)
+    rows = np.arange(wl.shape[0])
+    best = np.argmax(wl, axis=1)
+    others = wu.copy()
+    others[rows, best] = -np.inf
+    dominated = wl[rows, best] >= others.max(axis=1)
+    return wl.max(axis=1), wu.max(axis=1), dominated, wi[rows, best]

@@ -21,7 +21,7 @@ import numpy as np
 from ..fp import UNIT_ROUNDOFF, gamma, inflate, widen
 from ..linear import LINEAR_OPS, LinearOp, linear_op
 from ..network import NETWORK_INPUT, Add, Layer, MaxPool2d, ReLU, Sigmoid, Tanh
-from ..relaxations import relu_deeppoly, s_shaped_deeppoly, sigmoid, sigmoid_derivative, tanh_derivative
+from ..relaxations import maxpool_windows, relu_deeppoly, s_shaped_deeppoly, sigmoid, sigmoid_derivative, tanh_derivative
 from .interval import linear_interval
 from .registry import TRANSFORMERS, Context, Options
 
@@ -83,7 +83,7 @@ class DeepPoly:
     index: int
 
     @classmethod
-    def from_box(cls, lower: np.ndarray, upper: np.ndarray, options: Options) -> "DeepPoly":
+    def from_box(cls, lower: np.ndarray, upper: np.ndarray, options: Options, storage=None) -> "DeepPoly":
         lo = np.asarray(lower, float).ravel().copy()
         hi = np.asarray(upper, float).ravel().copy()
         return cls(DeepPolyGraph(lo, hi), NETWORK_INPUT)
@@ -252,24 +252,7 @@ TRANSFORMERS.register(DeepPoly, Tanh)(_s_shaped(np.tanh, tanh_derivative))
 def deeppoly_maxpool(x: DeepPoly, layer: MaxPool2d, ctx: Context) -> DeepPoly:
     """Lower: the input with the largest lower bound; upper: that input if it dominates its window,
     else the largest upper bound (a constant)."""
-    from ..im2col import windows
-
-    in_shape = (1,) + tuple(ctx.input_shapes[0])
     l, u = x.bounds()
-    k = layer.kernel[0] * layer.kernel[1]
-
-    def win(a, pad):
-        return windows(a.reshape(in_shape), layer.kernel, layer.stride, layer.padding, layer.dilation,
-                       pad_value=pad)[0].reshape(-1, k)
-
-    wl, wu = win(l, -np.inf), win(u, -np.inf)
-    wi = win(np.arange(l.size, dtype=np.float64), -1.0).astype(np.int64)
-    rows = np.arange(wl.shape[0])
-    best = np.argmax(wl, axis=1)
-    others = wu.copy()
-    others[rows, best] = -np.inf
-    dominated = wl[rows, best] >= others.max(axis=1)
-    lo, hi = wl.max(axis=1), wu.max(axis=1)
-    src = wi[rows, best]
+    lo, hi, dominated, src = maxpool_windows(l, u, layer, ctx.input_shapes[0])
     relax = GatherRelax(l.size, src, src, dominated, np.where(dominated, 0.0, hi))
     return _record(x, ctx, relax, lo, hi, ctx.index == len(ctx.network.nodes) - 1)

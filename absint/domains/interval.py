@@ -27,7 +27,7 @@ class Interval:
     upper: np.ndarray
 
     @classmethod
-    def from_box(cls, lower: np.ndarray, upper: np.ndarray, options: Options) -> "Interval":
+    def from_box(cls, lower: np.ndarray, upper: np.ndarray, options: Options, storage=None) -> "Interval":
         return cls(np.asarray(lower, dtype=np.float64).ravel(), np.asarray(upper, dtype=np.float64).ravel())
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:

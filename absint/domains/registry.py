@@ -48,6 +48,8 @@ class Context:
     shared: dict = field(default_factory=dict)
     #: the network being analysed (for transformers that look at a node's consumers)
     network: Any = None
+    #: the storage format (storage.StoreFormat) chosen for this node's noise symbols; None = dense
+    storage: Any = None
 
     def operand_bounds(self, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
         i = self.node.inputs[k]

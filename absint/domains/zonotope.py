@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from storage import DenseStore, NoiseStore
+from storage import DenseFormat, NoiseStore, StoreFormat
 
 from ..fp import UNIT_ROUNDOFF, gamma, inflate, widen
-from ..linear import LINEAR_OPS, linear_op
+from ..linear import LINEAR_OPS, ColumnSelectOp, DiagonalOp, linear_op
 from ..network import Add, Layer, MaxPool2d, ReLU, Sigmoid, Tanh
-from ..relaxations import relu_parallel, s_shaped_parallel, sigmoid, sigmoid_derivative, tanh_derivative
+from ..relaxations import maxpool_windows, relu_parallel, s_shaped_parallel, sigmoid, sigmoid_derivative, tanh_derivative
 from .interval import centre_radius, linear_interval
 from .registry import TRANSFORMERS, Context, Options
 
@@ -38,17 +38,22 @@ class Zonotope:
     _bounds: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @classmethod
-    def from_box(cls, lower: np.ndarray, upper: np.ndarray, options: Options) -> "Zonotope":
+    def from_box(cls, lower: np.ndarray, upper: np.ndarray, options: Options,
+                 storage: StoreFormat | None = None) -> "Zonotope":
         """One symbol per input of non-zero width: c = midpoint, G = diag(radius) on those inputs."""
         c, r = centre_radius(np.asarray(lower, float).ravel(), np.asarray(upper, float).ravel())
         cols = np.flatnonzero(r > 0)
-        gens = DenseStore.from_diagonal(cols, r[cols], c.size)
+        gens = (storage or DenseFormat()).from_diagonal(cols, r[cols], c.size)
         return cls(c, gens, np.zeros_like(c), np.asarray(lower, float).ravel().copy(),
                    np.asarray(upper, float).ravel().copy(), options.sound_fp)
 
     @property
     def n_symbols(self) -> int:
         return self.gens.shape[0]
+
+    def stores(self) -> tuple[NoiseStore, ...]:
+        """The noise stores this element holds (closed by the analysis once no node needs them)."""
+        return (self.gens,)
 
     def abs_sum(self) -> np.ndarray:
         """Σ_i |G_i| per neuron (cached)."""
@@ -70,18 +75,27 @@ class Zonotope:
 
 
 def _with_symbols(z: Zonotope, ctx: Context) -> NoiseStore:
-    """The operand's store padded with zero rows for symbols created on other branches."""
+    """The operand's store padded with zero rows for symbols created on other branches.
+
+    Padding only appends zero rows (G's meaning over the existing symbols is unchanged), so it is
+    done in place even when other nodes still read this store.
+    """
     total = ctx.shared.setdefault(SYMBOLS, z.n_symbols)
     if z.gens.shape[0] < total:
         z.gens.pad_symbols(total)
     return z.gens
 
 
+def _storage(ctx: Context) -> StoreFormat:
+    """The format the plan chose for this node's generators (dense when there is no plan)."""
+    return ctx.storage or DenseFormat()
+
+
 def zonotope_linear(z: Zonotope, layer: Layer, ctx: Context) -> Zonotope:
     """c' = Lc + b, G' = G Lᵀ (each row, no bias), e' = |L|e + gamma_{n+2}(|L|(Σ|G_i| + |c| + e) + |b|)."""
     op = linear_op(layer, ctx.input_shapes[0])
     center = op.apply(z.center[None])[0] + op.bias
-    gens = z.gens.map_rows(op.apply, op.n_out)
+    gens = z.gens.apply(op, _storage(ctx))
     err = op.apply_abs(z.err[None])[0] if np.any(z.err) else np.zeros(op.n_out)
     sound = ctx.options.sound_fp and not op.exact
     if sound:
@@ -105,13 +119,14 @@ def _relax(z: Zonotope, ctx: Context, lam: np.ndarray, o_lo: np.ndarray, o_hi: n
     Rounding: λc + μ and λG are each off by <= u per product, added to e with λ·Σ|G_i|.
     """
     mu = o_lo + (o_hi - o_lo) / 2
-    beta = np.maximum(np.nextafter(np.maximum(o_hi - mu, mu - o_lo), np.inf), 0.0)
+    spread = np.maximum(o_hi - mu, mu - o_lo)
+    beta = np.where(o_hi > o_lo, np.nextafter(np.maximum(spread, 0.0), np.inf), 0.0)
     gens = _with_symbols(z, ctx)
     abs_sum = z.abs_sum() if ctx.options.sound_fp else None
-    if ctx.owns_operand and ctx.owns_operand[0]:
+    if ctx.owns_operand and ctx.owns_operand[0] and gens.format == _storage(ctx):
         gens.scale_columns(lam)
     else:
-        gens = gens.map_rows(lambda block: block * lam, lam.size)
+        gens = gens.apply(DiagonalOp(lam, np.zeros_like(lam), (lam.size,), (lam.size,)), _storage(ctx))
     center = lam * z.center + mu
     err = lam * z.err
     if ctx.options.sound_fp:
@@ -155,30 +170,19 @@ def zonotope_add(z: Zonotope, layer: Add, ctx: Context) -> Zonotope:
         err = inflate(err + UNIT_ROUNDOFF * (np.abs(center) + a.abs_sum() + b.abs_sum()))
     (la, ua), (lb, ub) = a.bounds(), b.bounds()
     lo, hi = widen(la + lb, ua + ub, 0.0)
-    return Zonotope(center, gens_a.add(gens_b), err, lo, hi, ctx.options.sound_fp)
+    return Zonotope(center, gens_a.add(gens_b, _storage(ctx)), err, lo, hi, ctx.options.sound_fp)
 
 
 @TRANSFORMERS.register(Zonotope, MaxPool2d)
 def zonotope_maxpool(z: Zonotope, layer: MaxPool2d, ctx: Context) -> Zonotope:
     """An output whose window has one input dominating the rest keeps that input's affine form;
     the others become a fresh symbol over the box [max of lowers, max of uppers]."""
-    in_shape = ctx.input_shapes[0]
     l, u = z.bounds()
-    index = np.arange(l.size, dtype=np.float64).reshape((1,) + tuple(in_shape))
-    from ..im2col import windows
-    win = lambda a, pad: windows(a.reshape((1,) + tuple(in_shape)), layer.kernel, layer.stride, layer.padding,
-                                 layer.dilation, pad_value=pad)[0].reshape(-1, layer.kernel[0] * layer.kernel[1])
-    wl, wu, wi = win(l, -np.inf), win(u, -np.inf), win(index, -1.0).astype(np.int64)
-    lo, hi = wl.max(axis=1), wu.max(axis=1)
-    best = np.argmax(wl, axis=1)
-    rows = np.arange(len(best))
-    others_u = wu.copy()
-    others_u[rows, best] = -np.inf
-    dominated = wl[rows, best] >= others_u.max(axis=1)
-    source = wi[rows, best]
+    lo, hi, dominated, source = maxpool_windows(l, u, layer, ctx.input_shapes[0])
     keep = np.where(dominated, source, 0)
     mask = dominated.astype(np.float64)
-    gens = _with_symbols(z, ctx).map_rows(lambda block: block[:, keep] * mask, len(keep))
+    select = ColumnSelectOp(keep, mask, (l.size,), (len(keep),))
+    gens = _with_symbols(z, ctx).apply(select, _storage(ctx))
     c_box, r_box = centre_radius(lo, hi)
     center = np.where(dominated, z.center[keep], c_box)
     err = np.where(dominated, z.err[keep], 0.0)
