@@ -42,7 +42,11 @@ class RowOperator(Protocol):
 
 
 class StoreBuilder(ABC):
-    """Receives the rows of a new store block by block, in order, then ``finish()`` returns it."""
+    """Receives the rows of a new store block by block, in order, then ``finish()`` returns it.
+
+    A builder takes ownership of the blocks it receives (a dense store keeps them as they are):
+    pass copies of arrays you keep using.
+    """
 
     def __init__(self, n_cols: int):
         self.n_cols = int(n_cols)
@@ -151,7 +155,7 @@ class NoiseStore(ABC):
         try:
             rows = self._pass_rows(op.n_in, op.n_out, fmt, getattr(op, "work_bytes_per_row", 0))
             for _, block in self.iter_blocks(rows):
-                builder.append(op.apply_sparse(block) if sp.issparse(block) else op.apply(block))
+                builder.append(fresh(op.apply_sparse(block) if sp.issparse(block) else op.apply(block), block))
             return builder.finish()
         except BaseException:
             builder.abort()
@@ -163,7 +167,8 @@ class NoiseStore(ABC):
         builder = fmt.builder(n_out)
         try:
             for _, block in self.iter_blocks(self._pass_rows(self.shape[1], n_out, fmt)):
-                builder.append(fn(block.toarray() if sp.issparse(block) else block))
+                dense = block.toarray() if sp.issparse(block) else block
+                builder.append(fresh(fn(dense), dense))
             return builder.finish()
         except BaseException:
             builder.abort()
@@ -176,7 +181,7 @@ class NoiseStore(ABC):
         builder = fmt.builder(self.shape[1])
         try:
             for _, block in self.iter_blocks(self._pass_rows(self.shape[1], self.shape[1], fmt)):
-                builder.append(block)
+                builder.append(block.copy())
             return builder.finish()
         except BaseException:
             builder.abort()
@@ -245,6 +250,18 @@ class NoiseStore(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def fresh(result: Block, source: Block) -> Block:
+    """``result`` or a copy of it when it shares memory with ``source`` (identity operators return
+    their input; the new store must not alias the old one, whose rows may be scaled in place)."""
+    if sp.issparse(result):
+        if sp.issparse(source) and (result is source or np.may_share_memory(result.data, source.data)):
+            return result.copy()
+        return result
+    if not sp.issparse(source) and np.may_share_memory(result, source):
+        return result.copy()
+    return result
 
 
 def _add_blocks(a: Block, b: Block) -> Block:

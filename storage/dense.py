@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import NoiseStore, StoreBuilder, StoreFormat
+from .base import NoiseStore, StoreBuilder, StoreFormat, fresh
 from .blocks import Block, as_dense, block_abs_sum
 
 #: segments below this many rows are merged when a pass produces more than MAX_SEGMENTS of them
@@ -105,7 +105,7 @@ class DenseStore(NoiseStore):
     def apply(self, op, out=None) -> NoiseStore:
         if out is None or isinstance(out, DenseFormat):
             # one BLAS call per segment: the fastest path when the output fits in RAM
-            segments = [op.apply(seg) for seg in self._segments]
+            segments = [fresh(op.apply(seg), seg) for seg in self._segments]
             abs_sum = np.zeros(op.n_out)
             for seg in segments:
                 block_abs_sum(seg, abs_sum)
