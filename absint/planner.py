@@ -268,15 +268,14 @@ class _ZonotopeModel:
         net = self.net
         fixed = None if plan.storage == "auto" else plan.storage
         if start == 0:
-            prefix = {}
-            states = {}
+            states, peaks = {}, []
             for s in self.input_options(fixed):
                 peak = int(SAFETY * (self.base + self.store_bytes(s, self.m0, net.input_size, self.input_nnz)))
-                if plan.budget is None or peak <= plan.budget:
+                peaks.append(peak + SAFETY_BYTES)
+                if plan.budget is None or peak + SAFETY_BYTES <= plan.budget:
                     states[s] = (self.build_cost(s), {NETWORK_INPUT: s})
             if not states:
-                raise MemoryBudgetError("input box symbols", self.store_bytes("csr", self.m0, net.input_size,
-                                                                                self.input_nnz), plan.budget)
+                raise MemoryBudgetError("input box symbols", min(peaks), plan.budget)
         else:
             prefix = {NETWORK_INPUT: plan.input_storage, **{lp.index: lp.choice for lp in plan.layers[:start]}}
             states = {prefix[start - 1]: (0.0, prefix)}

@@ -20,8 +20,9 @@ from numba import prange
 
 from ._config import kernel
 
-__all__ = ["csr_conv2d", "csr_conv2d_matrix", "csr_conv2d_scratch_bytes", "csr_abs_row_sum", "csr_abs_row_sum_matrix",
-           "conv_support_1d", "conv_support_step", "conv_support_count", "conv_output_size"]
+__all__ = ["csr_conv2d", "csr_conv2d_matrix", "csr_conv2d_scratch_bytes", "csr_abs_row_sum",
+           "csr_abs_row_sum_matrix", "conv_support_1d", "conv_support_step", "conv_support_count",
+           "conv_output_size"]
 
 _INT32_MAX = np.iinfo(np.int32).max
 #: row chunks per numba thread (chunks are balanced by nnz + rows; each owns its scratch)
