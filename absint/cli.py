@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from . import __version__
-from .errors import AbsintError
+from .errors import AbsintError, StorageError
 from .network import NETWORK_INPUT, Network, ReLU, Sigmoid, Tanh
 from .tables import format_table
 
@@ -79,6 +79,22 @@ def _configure_bounds(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-sound-fp", action="store_true",
                    help="omit the float64 rounding-error terms (for comparisons with tools that ignore them)")
     p.add_argument("--json", action="store_true", help="print the bounds and statistics as JSON")
+    _storage_arguments(p)
+
+
+def _storage_arguments(p: argparse.ArgumentParser) -> None:
+    from .planner import STORAGES
+
+    p.add_argument("--storage", choices=STORAGES, default=None,
+                   help="noise-symbol storage (default: dense, or auto when --memory is given)")
+    p.add_argument("--memory", metavar="SIZE", default=None,
+                   help="RAM budget of the analysis, e.g. 512MiB or 2GiB (the planner picks storages to meet it)")
+    p.add_argument("--scratch", metavar="DIR", default=None,
+                   help="directory for on-disk (hdf5) storage (default: $ABSINT_SCRATCH or the system temp dir)")
+
+
+def _storage_choice(args: argparse.Namespace) -> str:
+    return args.storage or ("auto" if args.memory else "dense")
 
 
 def _run_bounds(args: argparse.Namespace) -> int:
@@ -92,10 +108,12 @@ def _run_bounds(args: argparse.Namespace) -> int:
     spec = load_vnnlib(args.property, net)
     results = []
     for k, region in enumerate(spec.regions):
-        res = analyze(net, region.box, domain=args.domain, sound_fp=not args.no_sound_fp)
+        res = analyze(net, region.box, domain=args.domain, sound_fp=not args.no_sound_fp,
+                      storage=_storage_choice(args), memory_budget=args.memory, scratch_dir=args.scratch)
         results.append({"region": k, "lower": res.lower.tolist(), "upper": res.upper.tolist(),
                         "time_s": res.stats["time_s"], "peak_bytes": res.stats["peak_bytes"],
-                        "n_symbols": max(res.stats["n_symbols"] or [0])})
+                        "n_symbols": max(res.stats["n_symbols"] or [0]), "storage": res.stats["storage"],
+                        "disk_bytes_written": res.stats["disk_bytes_written"]})
     if args.json:
         print(json.dumps({"network": args.network, "property": args.property, "domain": args.domain,
                           "regions": results}, indent=1))
@@ -108,6 +126,29 @@ def _run_bounds(args: argparse.Namespace) -> int:
 
 
 register_command("bounds", "sound output bounds over a property's input boxes", _configure_bounds, _run_bounds)
+
+
+# --------------------------------------------------------------------------------- plan
+def _configure_plan(p: argparse.ArgumentParser) -> None:
+    p.add_argument("network", help="ONNX file")
+    p.add_argument("property", help="VNN-LIB file (the first input box is planned)")
+    p.add_argument("--domain", choices=["zonotope", "deeppoly"], default="zonotope")
+    p.add_argument("--memory", metavar="SIZE", default=None, help="RAM budget, e.g. 512MiB (default: unbounded)")
+    p.add_argument("--storage", choices=("dense", "csr", "hdf5", "auto"), default="auto")
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    from .onnx_import import load_onnx
+    from .planner import plan
+    from .vnnlib import load_vnnlib
+
+    net = load_onnx(args.network)
+    spec = load_vnnlib(args.property, net)
+    print(plan(net, spec.regions[0].box, domain=args.domain, memory_budget=args.memory, storage=args.storage).table())
+    return 0
+
+
+register_command("plan", "per-layer storage plan and memory estimates of an analysis", _configure_plan, _run_plan)
 
 
 # ------------------------------------------------------------------------------- demo
@@ -182,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("absint: interrupted", file=sys.stderr)
         return 130
-    except (AbsintError, OSError, ValueError) as exc:
+    except (AbsintError, StorageError, OSError, ValueError) as exc:
         if args.debug:
             raise
         print(f"absint: error: {exc}", file=sys.stderr)
