@@ -197,7 +197,16 @@ def _refine(graph: DeepPolyGraph, index: int, ctx: Context) -> None:
         l, u = backsubstitute(graph, index, rows, ctx.options.sound_fp)
         new_lo[rows] = np.maximum(lo[rows], l)
         new_hi[rows] = np.minimum(hi[rows], u)
+    _uncross(new_lo, new_hi)
     graph.bounds[index] = (new_lo, new_hi)
+
+
+def _uncross(lower: np.ndarray, upper: np.ndarray) -> None:
+    """Without fp-soundness, two differently rounded bounds of a zero-width neuron may cross by an
+    ulp after intersection; swap them back (both are values the neuron may take up to rounding)."""
+    crossed = lower > upper
+    if crossed.any():
+        lower[crossed], upper[crossed] = upper[crossed], lower[crossed]
 
 
 def _record(x: DeepPoly, ctx: Context, relax, lo: np.ndarray, hi: np.ndarray, refine: bool) -> DeepPoly:

@@ -75,7 +75,7 @@ def interval_monotone_rounded(x: Interval, layer: Layer, ctx: Context) -> Interv
     lo = layer.forward(x.lower[None])[0]
     hi = layer.forward(x.upper[None])[0]
     if ctx.options.sound_fp:
-        lo, hi = widen(lo, hi, ACTIVATION_REL_ERROR * np.maximum(np.abs(lo), np.abs(hi)))
+        lo, hi = widen(lo - ACTIVATION_REL_ERROR * np.abs(lo), hi + ACTIVATION_REL_ERROR * np.abs(hi), 0.0)
     return Interval(lo, hi)
 
 

@@ -70,7 +70,11 @@ class Zonotope:
                 lo, hi = widen(self.center - rad, self.center + rad, 0.0)
             else:
                 lo, hi = self.center - rad - self.err, self.center + rad + self.err
-            self._bounds = (np.maximum(lo, self.lower), np.minimum(hi, self.upper))
+            lo, hi = np.maximum(lo, self.lower), np.minimum(hi, self.upper)
+            crossed = lo > hi  # sound_fp=False only: two roundings of a zero-width neuron
+            if crossed.any():
+                lo[crossed], hi[crossed] = hi[crossed], lo[crossed]
+            self._bounds = (lo, hi)
         return self._bounds
 
 

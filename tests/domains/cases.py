@@ -1,9 +1,9 @@
-"""Soundness cases shared by the per-domain test files (import as ``tests.domains.cases``).
+"""Soundness cases shared by the domain tests (import as ``tests.domains.cases``).
 
 Each ``check_*`` function runs the sampling harness (``tests.domains.soundness``) for one domain
 on one case: hypothesis-drawn random networks, benchmark networks with their properties' boxes,
 and the bundled digits networks. Networks, boxes and sample points are cached per process, so
-the domains' test files share the cost of drawing the points.
+the tests parametrised over ``DOMAINS`` share the cost of drawing the points.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from absint import load_onnx
 from tests._bench import NO_BENCHMARKS, benchmarks_dir
 from tests.domains.soundness import check_sound, soundness_points
 from tests.random_nets import BOX_MODES, OPS, random_box, random_network
+
+#: every public domain name; the soundness tests are parametrised over these
+DOMAINS = ("interval", "zonotope", "deeppoly")
 
 # ------------------------------------------------------------------------ random networks
 #: points per random network (small networks: cheap, so many examples instead of many points)
@@ -43,10 +46,17 @@ def random_cases(draw, forced_op: str | None = None):
     return tuple(ops), seed, mode
 
 
-def check_random(domain: str, ops, seed: int, mode: str, n: int = RANDOM_POINTS, **kwargs):
+@lru_cache(maxsize=128)
+def random_case(ops: tuple, seed: int, mode: str, n: int = RANDOM_POINTS):
+    """(network, lower, upper, points) of one drawn case; cached, so repeated checks share the points."""
     net = random_network(ops, seed)
     lo, hi = random_box(net.input_shape, mode, seed + 1)
-    return check_sound(net, lo, hi, domain, n=n, seed=seed, **kwargs)
+    return net, lo, hi, soundness_points(net, lo, hi, n, seed)
+
+
+def check_random(domain: str, ops, seed: int, mode: str, n: int = RANDOM_POINTS, **kwargs):
+    net, lo, hi, points = random_case(tuple(ops), seed, mode, n)
+    return check_sound(net, lo, hi, domain, points=points, **kwargs)
 
 
 # ------------------------------------------------------------------------- benchmarks
@@ -160,5 +170,6 @@ def check_zoo(domain: str, name: str, image: int, eps: float, n: int, **kwargs):
     return check_sound(net, lower, upper, domain, points=points, **kwargs)
 
 
-__all__ = ["OPS", "HEAVY", "skip_if_heavy", "RANDOM_SETTINGS", "random_cases", "check_random", "benchmark_params",
-           "benchmark_case", "check_benchmark", "zoo_params", "zoo_case", "check_zoo", "load_net"]
+__all__ = ["DOMAINS", "OPS", "HEAVY", "skip_if_heavy", "RANDOM_SETTINGS", "random_cases", "random_case",
+           "check_random", "benchmark_params", "benchmark_case", "check_benchmark", "zoo_params", "zoo_case",
+           "check_zoo", "load_net"]
