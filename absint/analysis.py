@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import psutil
 
 from contextlib import nullcontext
 
@@ -20,11 +19,11 @@ from storage import CSRFormat, DenseFormat, HDF5Format, Scratch, StoreFormat
 from .box import Box
 from .domains import DOMAINS, TRANSFORMERS, Context, Options
 from .errors import ShapeError
+from .memory import RssSampler
 from .network import NETWORK_INPUT, Network
 from .planner import STORAGES, Plan, make_plan
 from .tables import parse_bytes
 
-_PROCESS = psutil.Process()
 
 
 @dataclass
@@ -97,8 +96,7 @@ def analyze(net: Network, box, domain: str = "zonotope", storage: str = "dense",
 
 def _run(net: Network, box: Box, element_type, domain: str, storage_plan: Plan, formats: dict[str, StoreFormat],
          scratch: Scratch | None, options: Options, jit_s: float) -> Analysis:
-    rss0 = _PROCESS.memory_info().rss
-    peak_rss = rss0
+    sampler = RssSampler().start()
     t0 = time.perf_counter()
     lo_in, hi_in = box.lower.ravel(), box.upper.ravel()
     start = element_type.from_box(lo_in, hi_in, options, formats[storage_plan.input_storage])
@@ -130,15 +128,16 @@ def _run(net: Network, box: Box, element_type, domain: str, storage_plan: Plan, 
                     elements[i] = None
             if idx == input_last_use:
                 _release(start, element)
-            peak_rss = max(peak_rss, _PROCESS.memory_info().rss)
+            sampler.sample()
             storage_plan.observe(idx, n_symbols[-1])
         elapsed = time.perf_counter() - t0
     finally:
+        sampler.stop()
         for element in elements + [start]:
             if element is not None:
                 _release(element, None)
     lower, upper = bounds[-1]
-    stats = {"time_s": elapsed, "jit_s": jit_s, "peak_bytes": int(peak_rss - rss0), "n_symbols": n_symbols,
+    stats = {"time_s": elapsed, "jit_s": jit_s, "peak_bytes": sampler.peak_growth, "n_symbols": n_symbols,
              "storage": used, "disk_bytes_written": scratch.bytes_written if scratch is not None else 0,
              "memory_budget": storage_plan.budget}
     if domain == "deeppoly":
