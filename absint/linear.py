@@ -18,9 +18,13 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
+from kernels.conv_transpose import conv2d_transpose_rows
 from kernels.csr import csr_conv2d_matrix
 
-from .im2col import conv2d_forward, conv2d_work_bytes, window_output_hw
+from .im2col import IM2COL_CHUNK_BYTES, conv2d_forward, conv2d_work_bytes, window_output_hw
+
+#: ConvOp.apply_transpose scatters rows with at most this fraction of non-zeros (numba), else BLAS
+SPARSE_TRANSPOSE_DENSITY = 0.1
 from .network import Affine, AvgPool2d, Conv2d, ElementwiseAffine, Layer, Reshape, Transpose
 
 Shape = tuple[int, ...]
@@ -36,6 +40,8 @@ class LinearOp:
     fan_in: int
     #: True when float evaluation is exact (permutations): no rounding-error term needed
     exact: bool = False
+    #: the largest number of outputs one input reaches: the length of the sums in Lᵀ (back-substitution)
+    fan_out: int = 1
 
     @cached_property
     def n_in(self) -> int:
@@ -74,6 +80,10 @@ class DenseOp(LinearOp):
     @property
     def fan_in(self) -> int:
         return self.matrix.shape[1]
+
+    @property
+    def fan_out(self) -> int:
+        return self.matrix.shape[0]
 
     @cached_property
     def abs_matrix(self) -> np.ndarray:
@@ -131,8 +141,31 @@ class ConvOp(LinearOp):
         return self._conv(rows, self.abs_weight)
 
     def apply_transpose(self, rows):
-        return conv2d_transpose(rows.reshape((rows.shape[0],) + tuple(self.out_shape)), self.layer,
-                                tuple(self.in_shape)).reshape(rows.shape[0], -1)
+        """Rows mostly zero (back-substitution near its start) are scattered by a numba kernel that
+        skips zeros; dense rows go through BLAS (``conv2d_transpose``) in chunks of bounded size."""
+        rows = np.ascontiguousarray(rows, dtype=np.float64)
+        k = rows.shape[0]
+        if k and np.count_nonzero(rows) <= SPARSE_TRANSPOSE_DENSITY * rows.size:
+            c = self.layer
+            out = np.empty((k, self.n_in))
+            return conv2d_transpose_rows(rows, np.ascontiguousarray(c.weight), tuple(self.in_shape),
+                                         tuple(self.out_shape[1:]), c.stride, c.padding, c.dilation, c.groups, out)
+        per_row = 8 * (self.layer.weight.shape[1] * self.layer.weight.shape[2] * self.layer.weight.shape[3]
+                       * self.out_shape[1] * self.out_shape[2] * self.layer.groups + self.n_in)
+        step = max(1, IM2COL_CHUNK_BYTES // max(per_row, 1))
+        out = np.empty((k, self.n_in))
+        for start in range(0, k, step):
+            block = rows[start:start + step]
+            out[start:start + step] = conv2d_transpose(block.reshape((len(block),) + tuple(self.out_shape)),
+                                                       self.layer, tuple(self.in_shape)).reshape(len(block), -1)
+        return out
+
+    @cached_property
+    def fan_out(self) -> int:
+        """Most outputs one input reaches: cout_g * ceil(KH/sh) * ceil(KW/sw)."""
+        c = self.layer
+        kh, kw = c.weight.shape[2:]
+        return (c.weight.shape[0] // c.groups) * -(-kh // c.stride[0]) * -(-kw // c.stride[1])
 
     def apply_sparse(self, rows):
         """Each non-zero scattered through the kernel window (numba CSR-conv kernel), CSR out."""
@@ -247,6 +280,10 @@ class ColumnSelectOp(LinearOp):
         np.add.at(out.T, self.index, (rows * self.scale).T)
         return out
 
+    @cached_property
+    def fan_out(self) -> int:
+        return int(np.bincount(self.index, minlength=1).max()) if len(self.index) else 1
+
     def apply_sparse(self, rows):
         out = rows[:, self.index].tocsr()
         out.data *= self.scale[out.indices]
@@ -269,6 +306,11 @@ class AvgPoolOp(LinearOp):
     @property
     def fan_in(self) -> int:
         return self.layer.kernel[0] * self.layer.kernel[1]
+
+    @property
+    def fan_out(self) -> int:
+        (kh, kw), (sh, sw) = self.layer.kernel, self.layer.stride
+        return -(-kh // sh) * -(-kw // sw)
 
     def _sum_conv(self) -> Conv2d:
         c = self.in_shape[0]

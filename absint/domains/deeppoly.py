@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kernels.backsub import diagonal_backsub
+
 from ..fp import UNIT_ROUNDOFF, gamma, inflate, widen
 from ..linear import LINEAR_OPS, LinearOp, linear_op
 from ..network import NETWORK_INPUT, Add, Layer, MaxPool2d, ReLU, Sigmoid, Tanh
@@ -107,23 +109,19 @@ def _step(graph: DeepPolyGraph, relax, node_inputs, C_u, C_l, sound: bool):
         const_l += C_l @ op.bias
         if sound and not op.exact:
             v = op.apply_abs(graph.magnitude(node_inputs[0])[None])[0] + np.abs(op.bias)
-            g = gamma(op.fan_in + 3)
+            g = gamma(max(op.fan_in, op.fan_out) + 3)  # C Lᵀ sums fan_out products per entry
             slack += g * np.maximum(np.abs(C_u) @ v, np.abs(C_l) @ v)
         return out, const_u, const_l, slack
     if isinstance(relax, DiagonalRelax):
-        pu, nu = np.maximum(C_u, 0.0), np.minimum(C_u, 0.0)
-        pl, nl = np.maximum(C_l, 0.0), np.minimum(C_l, 0.0)
-        new_u = pu * relax.a_u + nu * relax.a_l
-        new_l = pl * relax.a_l + nl * relax.a_u
-        const_u += pu @ relax.b_u + nu @ relax.b_l
-        const_l += pl @ relax.b_l + nl @ relax.b_u
+        # fused kernel: C⁺/C⁻ split, constants and the magnitudes for the rounding terms in one pass
+        new_u, new_l = np.ascontiguousarray(C_u), np.ascontiguousarray(C_l)
+        v = np.maximum(np.abs(relax.a_l), np.abs(relax.a_u)) * graph.magnitude(node_inputs[0])
+        b = np.maximum(np.abs(relax.b_l), np.abs(relax.b_u))
+        mag_v, mag_b = np.empty(k), np.empty(k)
+        diagonal_backsub(new_u, new_l, relax.a_l, relax.b_l, relax.a_u, relax.b_u, v, b, const_u, const_l,
+                         mag_v, mag_b)
         if sound:
-            a = np.maximum(np.abs(relax.a_l), np.abs(relax.a_u))
-            v = a * graph.magnitude(node_inputs[0])
-            b = np.maximum(np.abs(relax.b_l), np.abs(relax.b_u))
-            g = gamma(C_u.shape[1] + 2)
-            slack += 2 * UNIT_ROUNDOFF * np.maximum(np.abs(C_u) @ v, np.abs(C_l) @ v)
-            slack += g * np.maximum(np.abs(C_u) @ b, np.abs(C_l) @ b)
+            slack += 2 * UNIT_ROUNDOFF * mag_v + gamma(C_u.shape[1] + 2) * mag_b
         return [(new_u, new_l)], const_u, const_l, slack
     if isinstance(relax, GatherRelax):
         pu, nu = np.maximum(C_u, 0.0), np.minimum(C_u, 0.0)
