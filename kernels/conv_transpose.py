@@ -13,6 +13,23 @@ from ._config import kernel
 
 
 @kernel
+def _tap_range(a, stride, pad, dilation, n, taps):
+    """Kernel taps p with 0 <= a*stride - pad + p*dilation < n, as a half-open range."""
+    start = a * stride - pad
+    p0 = 0
+    if start < 0:
+        p0 = (-start + dilation - 1) // dilation
+    p1 = taps
+    last = n - 1 - start
+    if last < 0:
+        return 0, 0
+    p1 = min(taps, last // dilation + 1)
+    if p1 < p0:
+        p1 = p0
+    return p0, p1
+
+
+@kernel
 def _scatter_row(Y, weight, r, groups, C, H, W, OH, OW, sh, sw, top, left, dh, dw, out):
     O = weight.shape[0]
     cin_g = weight.shape[1]
@@ -25,21 +42,21 @@ def _scatter_row(Y, weight, r, groups, C, H, W, OH, OW, sh, sw, top, left, dh, d
         c0 = (o // cout_g) * cin_g
         base = o * OH * OW
         for a in range(OH):
+            p0, p1 = _tap_range(a, sh, top, dh, H, KH)
+            if p0 == p1:
+                continue
             for b in range(OW):
                 v = row[base + a * OW + b]
                 if v == 0.0:
                     continue
+                q0, q1 = _tap_range(b, sw, left, dw, W, KW)
+                j0 = b * sw - left
                 for c in range(cin_g):
                     plane = (c0 + c) * H * W
-                    for p in range(KH):
-                        i = a * sh - top + p * dh
-                        if i < 0 or i >= H:
-                            continue
-                        for q in range(KW):
-                            j = b * sw - left + q * dw
-                            if j < 0 or j >= W:
-                                continue
-                            dst[plane + i * W + j] += v * weight[o, c, p, q]
+                    for p in range(p0, p1):
+                        at = plane + (a * sh - top + p * dh) * W + j0
+                        for q in range(q0, q1):
+                            dst[at + q * dw] += v * weight[o, c, p, q]
 
 
 @kernel(parallel=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernels.backsub import diagonal_backsub
+from kernels.backsub import concretize, diagonal_backsub, linear_backsub_terms
 
 from ..fp import UNIT_ROUNDOFF, gamma, inflate, widen
 from ..linear import LINEAR_OPS, LinearOp, linear_op
@@ -104,13 +104,16 @@ def _step(graph: DeepPolyGraph, relax, node_inputs, C_u, C_l, sound: bool):
     const_u, const_l, slack = np.zeros(k), np.zeros(k), np.zeros(k)
     if isinstance(relax, LinearRelax):
         op = relax.op
-        out = [(op.apply_transpose(C_u), op.apply_transpose(C_l))]
-        const_u += C_u @ op.bias
-        const_l += C_l @ op.bias
+        C_u, C_l = np.ascontiguousarray(C_u), np.ascontiguousarray(C_l)
         if sound and not op.exact:
             v = op.apply_abs(graph.magnitude(node_inputs[0])[None])[0] + np.abs(op.bias)
-            g = gamma(max(op.fan_in, op.fan_out) + 3)  # C Lᵀ sums fan_out products per entry
-            slack += g * np.maximum(np.abs(C_u) @ v, np.abs(C_l) @ v)
+        else:
+            v = np.zeros(C_u.shape[1])
+        mag_v = np.empty(k)
+        linear_backsub_terms(C_u, C_l, np.ascontiguousarray(op.bias, dtype=np.float64), v, const_u, const_l, mag_v)
+        if sound and not op.exact:
+            slack += gamma(max(op.fan_in, op.fan_out) + 3) * mag_v  # C Lᵀ sums fan_out products per entry
+        out = [(op.apply_transpose(C_u), op.apply_transpose(C_l))]
         return out, const_u, const_l, slack
     if isinstance(relax, DiagonalRelax):
         # fused kernel: C⁺/C⁻ split, constants and the magnitudes for the rounding terms in one pass
@@ -167,12 +170,12 @@ def backsubstitute(graph: DeepPolyGraph, target: int, rows: np.ndarray, sound: b
                 pending[i] = [nu, nl]
     lo_in, hi_in = graph.input_lower, graph.input_upper
     C_u, C_l = pending.get(NETWORK_INPUT, [np.zeros((k, lo_in.size)), np.zeros((k, lo_in.size))])
-    upper = const_u + np.maximum(C_u, 0) @ hi_in + np.minimum(C_u, 0) @ lo_in
-    lower = const_l + np.maximum(C_l, 0) @ lo_in + np.minimum(C_l, 0) @ hi_in
+    upper, lower, mag_m = const_u.copy(), const_l.copy(), np.empty(k)
+    m = np.maximum(np.abs(lo_in), np.abs(hi_in))
+    concretize(np.ascontiguousarray(C_u), np.ascontiguousarray(C_l), lo_in, hi_in, m, upper, lower, mag_m)
     if sound:
-        m = np.maximum(np.abs(lo_in), np.abs(hi_in))
         g = gamma(lo_in.size + len(graph.relaxations) + 3)
-        slack += g * (np.maximum(np.abs(C_u) @ m, np.abs(C_l) @ m) + np.abs(const_u) + np.abs(const_l))
+        slack += g * (mag_m + np.abs(const_u) + np.abs(const_l))
         return widen(lower, upper, inflate(slack))
     return lower, upper
 
