@@ -7,7 +7,7 @@ The loop is domain-agnostic: for each node, look up the transformer registered f
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -50,6 +50,10 @@ def _as_box(net: Network, box) -> Box:
     return box
 
 
+#: networks with input size x total neurons above this get a background RSS sampler thread
+SAMPLER_THREAD_ABOVE = 1 << 22
+
+
 def _release(old, new) -> None:
     """Close the noise stores of an element no node needs any more (HDF5 files go at once)."""
     keep = {id(store) for store in getattr(new, "stores", tuple)()}
@@ -67,14 +71,16 @@ def _formats(scratch: Scratch | None, block_bytes: int | None) -> dict[str, Stor
 
 def analyze(net: Network, box, domain: str = "zonotope", storage: str = "dense", memory_budget=None,
             *, sound_fp: bool = True, options: Options | None = None, scratch_dir=None,
-            block_bytes: int | None = None) -> Analysis:
+            block_bytes: int | None = None, reduce_symbols: int | None = None) -> Analysis:
     """Sound bounds of every node of ``net`` over ``box`` (an ``absint.Box`` or (lower, upper)).
 
     ``storage`` holds the zonotope's noise symbols: "dense", "csr", "hdf5" (chunked files in
     ``scratch_dir``, default $ABSINT_SCRATCH or the system temp dir) or "auto" (the planner picks
     per layer the fastest that fits ``memory_budget``: bytes or a string such as "512MiB").
     A budget no plan meets raises ``MemoryBudgetError`` before any work starts. Every storage
-    gives the same bounds; scratch files are removed on every exit path.
+    gives the same bounds; scratch files are removed on every exit path. ``reduce_symbols=K``
+    (opt-in, looser bounds) folds the smallest symbols into the box term whenever more than K
+    remain after a layer, reported as ``stats["reduced_symbols"]``.
     """
     try:
         element_type = DOMAINS[domain]
@@ -84,6 +90,10 @@ def analyze(net: Network, box, domain: str = "zonotope", storage: str = "dense",
         raise ValueError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}")
     budget = None if memory_budget is None else parse_bytes(memory_budget)
     options = options or Options(sound_fp=sound_fp)
+    if reduce_symbols is not None:
+        if int(reduce_symbols) < 0:
+            raise ValueError(f"reduce_symbols must be >= 0, got {reduce_symbols}")
+        options = replace(options, reduce_symbols=int(reduce_symbols))
     box = _as_box(net, box)
     jit_s = kernels.compile_seconds()
     needs_disk = storage in ("hdf5", "auto") and domain == "zonotope"
@@ -96,7 +106,9 @@ def analyze(net: Network, box, domain: str = "zonotope", storage: str = "dense",
 
 def _run(net: Network, box: Box, element_type, domain: str, storage_plan: Plan, formats: dict[str, StoreFormat],
          scratch: Scratch | None, options: Options, jit_s: float) -> Analysis:
-    sampler = RssSampler().start()
+    # a sampling thread only where a layer's transients can be large; small nets get per-node samples
+    big = net.input_size * sum(node.size for node in net.nodes) > SAMPLER_THREAD_ABOVE
+    sampler = RssSampler(thread=big).start()
     t0 = time.perf_counter()
     lo_in, hi_in = box.lower.ravel(), box.upper.ravel()
     start = element_type.from_box(lo_in, hi_in, options, formats[storage_plan.input_storage])
@@ -114,8 +126,10 @@ def _run(net: Network, box: Box, element_type, domain: str, storage_plan: Plan, 
             owns = tuple(i != NETWORK_INPUT and last_use[i] == idx and node.inputs.count(i) == 1
                          for i in node.inputs)
             name = storage_plan.storage_for(idx)
+            exclusive = all(e is None for j, e in enumerate(elements[:idx]) if j not in node.inputs) and (
+                NETWORK_INPUT in node.inputs or idx > input_last_use)
             ctx = Context(options, node, idx, shapes, operands, bounds, (lo_in, hi_in), owns, shared, net,
-                          formats[name])
+                          formats[name], exclusive)
             transformer = TRANSFORMERS.lookup(element_type, type(node.layer))
             element = transformer(operands[0], node.layer, ctx)
             elements[idx] = element
@@ -128,7 +142,8 @@ def _run(net: Network, box: Box, element_type, domain: str, storage_plan: Plan, 
                     elements[i] = None
             if idx == input_last_use:
                 _release(start, element)
-            sampler.sample()
+            if big:
+                sampler.sample()
             storage_plan.observe(idx, n_symbols[-1])
         elapsed = time.perf_counter() - t0
     finally:
@@ -139,7 +154,8 @@ def _run(net: Network, box: Box, element_type, domain: str, storage_plan: Plan, 
     lower, upper = bounds[-1]
     stats = {"time_s": elapsed, "jit_s": jit_s, "peak_bytes": sampler.peak_growth, "n_symbols": n_symbols,
              "storage": used, "disk_bytes_written": scratch.bytes_written if scratch is not None else 0,
-             "memory_budget": storage_plan.budget}
+             "memory_budget": storage_plan.budget,
+             "reduced_symbols": shared.get("reduced_symbols", 0)}
     if domain == "deeppoly":
         stats["block_size"] = options.block_size
     return Analysis(domain, lower.copy(), upper.copy(), bounds, stats)

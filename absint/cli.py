@@ -89,6 +89,8 @@ def _storage_arguments(p: argparse.ArgumentParser) -> None:
                    help="noise-symbol storage (default: dense, or auto when --memory is given)")
     p.add_argument("--memory", metavar="SIZE", default=None,
                    help="RAM budget of the analysis, e.g. 512MiB or 2GiB (the planner picks storages to meet it)")
+    p.add_argument("--reduce-symbols", metavar="K", type=int, default=None,
+                   help="zonotope order reduction (looser bounds): keep at most K noise symbols after each layer")
     p.add_argument("--scratch", metavar="DIR", default=None,
                    help="directory for on-disk (hdf5) storage (default: $ABSINT_SCRATCH or the system temp dir)")
 
@@ -109,7 +111,8 @@ def _run_bounds(args: argparse.Namespace) -> int:
     results = []
     for k, region in enumerate(spec.regions):
         res = analyze(net, region.box, domain=args.domain, sound_fp=not args.no_sound_fp,
-                      storage=_storage_choice(args), memory_budget=args.memory, scratch_dir=args.scratch)
+                      storage=_storage_choice(args), memory_budget=args.memory, scratch_dir=args.scratch,
+                      reduce_symbols=args.reduce_symbols)
         results.append({"region": k, "lower": res.lower.tolist(), "upper": res.upper.tolist(),
                         "time_s": res.stats["time_s"], "peak_bytes": res.stats["peak_bytes"],
                         "n_symbols": max(res.stats["n_symbols"] or [0]), "storage": res.stats["storage"],

@@ -14,11 +14,14 @@ class RssSampler:
 
     A daemon thread reads the RSS every ``interval`` seconds (psutil, ~20 µs a read), so transient
     arrays freed inside a step (back-substitution blocks, im2col buffers) are seen; ``sample()``
-    adds a reading from the calling thread (cheap checkpoints between steps).
+    adds a reading from the calling thread (cheap checkpoints between steps). With ``thread=False``
+    only those checkpoints count (for work too small for transients to matter, where starting a
+    thread would cost more than the work).
     """
 
-    def __init__(self, interval: float = 0.002):
+    def __init__(self, interval: float = 0.002, thread: bool = True):
         self.interval = interval
+        self.thread = thread
         self.start_rss = 0
         self.peak_rss = 0
         self._stop = threading.Event()
@@ -39,8 +42,9 @@ class RssSampler:
 
     def start(self) -> "RssSampler":
         self.start_rss = self.peak_rss = _PROCESS.memory_info().rss
-        self._thread = threading.Thread(target=self._loop, name="absint-rss-sampler", daemon=True)
-        self._thread.start()
+        if self.thread:
+            self._thread = threading.Thread(target=self._loop, name="absint-rss-sampler", daemon=True)
+            self._thread.start()
         return self
 
     def stop(self) -> None:

@@ -148,6 +148,8 @@ class _ZonotopeModel:
         self.m: list[int] = []
         self.nnz: list[int] = []
         total = self.m0
+        # on a chain every symbol-creating node is exclusive, so order reduction always applies there
+        chain = all(node.inputs == (idx - 1 if idx else NETWORK_INPUT,) for idx, node in enumerate(net.nodes))
         for idx, node in enumerate(net.nodes):
             ins = [support_in if i == NETWORK_INPUT else supports[i] for i in node.inputs]
             if isinstance(node.layer, Add):
@@ -161,6 +163,8 @@ class _ZonotopeModel:
             if len(fresh):
                 s = new_symbols(s, node.shape, fresh)
                 total += len(fresh)
+                if options.reduce_symbols is not None and chain:  # order reduction caps the count
+                    total = min(total, options.reduce_symbols)
             supports.append(s)
             self.m.append(total)
             self.nnz.append(min(s.nnz(), total * node.size))

@@ -9,9 +9,10 @@ Also returns max(|C_u|·v, |C_l|·v) and max(|C_u|·m, |C_l|·m) for the caller'
 import numpy as np
 from numba import prange
 
-from ._config import kernel
+from ._config import kernel, serial_when_small
 
 
+@serial_when_small()
 @kernel(parallel=True)
 def diagonal_backsub(C_u, C_l, a_l, b_l, a_u, b_u, v, m, const_u, const_l, mag_v, mag_m):
     """In place: C_u, C_l <- the rows on x; const_u/const_l += constants; mag_v/mag_m = magnitudes (overwritten)."""
@@ -52,6 +53,7 @@ def diagonal_backsub(C_u, C_l, a_l, b_l, a_u, b_u, v, m, const_u, const_l, mag_v
         mag_m[r] = max(um, lm)
 
 
+@serial_when_small()
 @kernel(parallel=True)
 def linear_backsub_terms(C_u, C_l, bias, v, const_u, const_l, mag_v):
     """For a linear step y = Lx + b: const_u += C_u·b, const_l += C_l·b, mag_v = max(|C_u|·v, |C_l|·v)."""
@@ -80,6 +82,7 @@ def _warmup_linear():
 
 
 
+@serial_when_small()
 @kernel(parallel=True)
 def concretize(C_u, C_l, lower, upper, m, out_upper, out_lower, mag_m):
     """Rows over a box: out_upper += C_u⁺·upper + C_u⁻·lower, out_lower += C_l⁺·lower + C_l⁻·upper,

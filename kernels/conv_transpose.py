@@ -9,7 +9,7 @@ rows that start one-hot and stay sparse through the first layers are cheap.
 import numpy as np
 from numba import prange
 
-from ._config import kernel
+from ._config import kernel, serial_when_small
 
 
 @kernel
@@ -59,6 +59,7 @@ def _scatter_row(Y, weight, r, groups, C, H, W, OH, OW, sh, sw, top, left, dh, d
                             dst[at + q * dw] += v * weight[o, c, p, q]
 
 
+@serial_when_small(lambda Y, w, *rest: max(1, int(Y.size)) * w.shape[1] * w.shape[2] * w.shape[3] // 4)
 @kernel(parallel=True)
 def conv2d_transpose_rows(Y, weight, in_chw, out_hw, stride, padding, dilation, groups, out):
     """out (k, C*H*W) = rows of Y (k, O*OH*OW) through the adjoint of the convolution; out is zeroed first."""

@@ -202,6 +202,28 @@ class NoiseStore(ABC):
             builder.abort()
             raise
 
+    def row_abs_sums(self) -> NDArray[np.float64]:
+        """Σ_j |G[i, j]| per symbol i (the size of each symbol's whole effect)."""
+        out = np.zeros(self.shape[0])
+        for rows, block in self.iter_blocks():
+            out[rows] = np.asarray(abs(block).sum(axis=1)).ravel()
+        return out
+
+    def select_rows(self, keep: NDArray[np.bool_], out: StoreFormat | None = None) -> tuple["NoiseStore", NDArray]:
+        """A new store with the rows where ``keep``, and Σ_i |G_i| over the dropped rows (per neuron)."""
+        fmt = out or self.format
+        builder = fmt.builder(self.shape[1])
+        dropped = np.zeros(self.shape[1])
+        try:
+            for rows, block in self.iter_blocks(self._pass_rows(self.shape[1], self.shape[1], fmt)):
+                mask = keep[rows]
+                block_abs_sum(block[~mask], dropped)
+                builder.append(fresh(block[mask], block))
+            return builder.finish(), dropped
+        except BaseException:
+            builder.abort()
+            raise
+
     def read_rows(self, rows: slice) -> Block:
         """Rows ``rows`` as one block (may cross the store's own block boundaries)."""
         parts = []

@@ -28,6 +28,13 @@ class DenseFormat(StoreFormat):
     def builder(self, n_cols: int) -> "DenseBuilder":
         return DenseBuilder(n_cols)
 
+    def from_diagonal(self, columns: np.ndarray, values: np.ndarray, n_cols: int) -> "DenseStore":
+        rows = np.zeros((len(columns), n_cols))
+        rows[np.arange(len(columns)), columns] = values
+        abs_sum = np.zeros(n_cols)
+        np.add.at(abs_sum, np.asarray(columns, np.int64), np.abs(values))
+        return DenseStore(rows, n_cols=n_cols, abs_sum=abs_sum)
+
 
 class DenseBuilder(StoreBuilder):
     def __init__(self, n_cols: int):

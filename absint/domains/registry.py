@@ -27,6 +27,9 @@ class Options:
     block_size: int = 512
     #: zonotope: intersect each neuron's bounds with interval bounds when tighter
     intersect_interval: bool = True
+    #: zonotope order reduction (opt-in, loosens bounds): when a layer leaves more than this many
+    #: symbols, the smallest are folded into the per-neuron box term; None = never
+    reduce_symbols: int | None = None
 
 
 @dataclass
@@ -50,6 +53,8 @@ class Context:
     network: Any = None
     #: the storage format (storage.StoreFormat) chosen for this node's noise symbols; None = dense
     storage: Any = None
+    #: True when no element other than this node's operands is still alive (symbols may be renumbered)
+    exclusive: bool = False
 
     def operand_bounds(self, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
         i = self.node.inputs[k]

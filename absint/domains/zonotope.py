@@ -137,8 +137,28 @@ def _relax(z: Zonotope, ctx: Context, lam: np.ndarray, o_lo: np.ndarray, o_hi: n
         err = inflate(err + 2 * UNIT_ROUNDOFF * (np.abs(lam * z.center) + np.abs(mu) + lam * abs_sum + lam * z.err))
     new = np.flatnonzero(beta > 0)
     gens.append_symbols(new, beta[new])
+    gens, err = _reduce(gens, err, ctx)
     ctx.shared[SYMBOLS] = gens.shape[0]
     return Zonotope(center, gens, err, lo, hi, ctx.options.sound_fp)
+
+
+def _reduce(gens: NoiseStore, err: np.ndarray, ctx: Context) -> tuple[NoiseStore, np.ndarray]:
+    """Order reduction (opt-in): above K symbols, fold the rows of smallest L1 norm into the box term,
+    e += Σ_dropped |G_i| (sound: each dropped ε_i G_i lies in [-|G_i|, |G_i|]). Only where no other
+    live element shares the symbols (their numbering changes)."""
+    k = ctx.options.reduce_symbols
+    if k is None or gens.shape[0] <= k or not ctx.exclusive:
+        return gens, err
+    norms = gens.row_abs_sums()
+    keep = np.zeros(len(norms), dtype=bool)
+    keep[np.argsort(-norms, kind="stable")[:k]] = True
+    reduced, dropped = gens.select_rows(keep)
+    if reduced is not gens:
+        gens.close()
+    if ctx.options.sound_fp:
+        dropped = inflate(dropped * (1.0 + gamma(len(norms) - k + 1)))
+    ctx.shared["reduced_symbols"] = ctx.shared.get("reduced_symbols", 0) + int(len(norms) - k)
+    return reduced, (inflate(err + dropped) if ctx.options.sound_fp else err + dropped)
 
 
 @TRANSFORMERS.register(Zonotope, ReLU)

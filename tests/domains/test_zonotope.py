@@ -85,3 +85,22 @@ def test_relu_creates_symbols_only_for_crossing_neurons():
     crossing = int(np.sum((l < 0) & (u > 0)))
     assert 0 < crossing < 40
     assert res.stats["n_symbols"] == [6, 6 + crossing]
+
+
+@pytest.mark.parametrize("storage", ["dense", "csr"])
+@pytest.mark.parametrize("k", [0, 10, 60])
+def test_order_reduction_is_sound_opt_in_and_reported(storage, k):
+    """reduce_symbols=K keeps at most K symbols after each layer, stays sound, and is off by default."""
+    from absint import zoo
+    from tests.domains.soundness import check_sound
+
+    net = zoo.load("digits_cnn")
+    x = zoo.digits_data()[0][3].reshape(net.input_shape)
+    lo, hi = np.clip(x - 0.1, 0, None), x + 0.1
+    full = analyze(net, (lo, hi), domain="zonotope")
+    assert full.stats["reduced_symbols"] == 0
+    reduced = check_sound(net, lo, hi, "zonotope", n=3000, reduce_symbols=k, storage=storage)
+    relu_nodes = [i for i, n in enumerate(net.nodes) if type(n.layer).__name__ == "ReLU"]
+    assert all(reduced.stats["n_symbols"][i] <= k for i in relu_nodes)
+    assert reduced.stats["reduced_symbols"] > 0
+    assert np.mean(reduced.width) >= np.mean(full.width) * 0.999
