@@ -10,6 +10,7 @@ from .errors import (AbsintError, DiskSpaceError, MemoryBudgetError, ModelFormat
 from .network import Network
 from .onnx_import import load_onnx
 from .planner import Plan, plan
+from .verify import Verdict, verify
 from .spec import LinearConstraints, Region, Spec
 from .vnnlib import load_vnnlib, parse_vnnlib
 
@@ -19,5 +20,5 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
 __all__ = ["Analysis", "analyze", "Box", "Network", "load_onnx", "errors", "AbsintError", "MemoryBudgetError", "ModelFormatError",
-           "ShapeError", "UnsupportedOperatorError", "DiskSpaceError", "StorageError", "Plan", "plan", "VnnlibError", "VnnlibSyntaxError", "__version__",
+           "ShapeError", "UnsupportedOperatorError", "DiskSpaceError", "StorageError", "Plan", "plan", "Verdict", "verify", "VnnlibError", "VnnlibSyntaxError", "__version__",
            "load_vnnlib", "parse_vnnlib", "Spec", "Region", "LinearConstraints"]

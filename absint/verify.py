@@ -1,0 +1,256 @@
+"""``verify``: decide a VNN-LIB property (holds / violated with a checked counterexample / unknown / timeout).
+
+VNN-LIB describes the UNSAFE set: per region, an input box and a disjunction of conjunctions
+``A y <= b``. The property *holds* (VNN-COMP "unsat") when every disjunct of every region is proved
+empty over its box: some row i has a lower bound of (A y - b)_i above 0. The rows are appended to
+the network as a last Affine layer, so the abstract domain bounds A y - b directly (far tighter than
+combining output bounds). It is *violated* ("sat") only with an input x in a box whose concrete
+``net.forward`` output satisfies a disjunct; every counterexample is re-checked before it is
+reported. Search: random sampling and projected signed-gradient steps on the constraint margin
+(falsification), then, for low-dimensional inputs, branch and bound on the input box, splitting
+the dimension of largest |gradient| x width, hardest box first.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .analysis import analyze
+from .box import Box
+from .gradients import vjp
+from .network import Affine, Network, Node
+from .spec import LinearConstraints, Region, Spec
+
+STATUSES = ("holds", "violated", "unknown", "timeout")
+#: VNN-COMP result words of each status
+VNNCOMP_RESULT = {"holds": "unsat", "violated": "sat", "unknown": "unknown", "timeout": "timeout"}
+#: input splitting is tried when at most this many input dimensions have non-zero width
+MAX_SPLIT_DIMS = 16
+
+
+@dataclass
+class Verdict:
+    """The answer for one property: status, a checked counterexample (x, y) when violated, and stats."""
+
+    status: str
+    counterexample: tuple[np.ndarray, np.ndarray] | None = None
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def result(self) -> str:
+        """The VNN-COMP word: sat / unsat / unknown / timeout."""
+        return VNNCOMP_RESULT[self.status]
+
+
+class _Deadline(Exception):
+    pass
+
+
+@dataclass
+class _Search:
+    """State shared by the steps of one verification: network, deadline, RNG, counters."""
+
+    net: Network
+    deadline: float
+    rng: np.random.Generator
+    domain: str
+    analyze_kwargs: dict
+    analyses: int = 0
+    boxes: int = 0
+    samples: int = 0
+
+    def check_time(self) -> None:
+        if time.perf_counter() > self.deadline:
+            raise _Deadline
+
+
+def spec_network(net: Network, rows: np.ndarray, offsets: np.ndarray) -> Network:
+    """``net`` followed by the Affine layer y -> rows·y - offsets (the constraint margins)."""
+    last = len(net.nodes) - 1
+    node = Node("__property__", Affine(np.asarray(rows, np.float64), -np.asarray(offsets, np.float64)), (last,))
+    return Network(net.input_shape, list(net.nodes) + [node], name=f"{net.name}+property")
+
+
+def _stack(unsafe: tuple[LinearConstraints, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[slice]]:
+    """All disjuncts' rows in one matrix, with each disjunct's slice of rows."""
+    A = np.concatenate([c.A for c in unsafe]) if unsafe else np.zeros((0, 0))
+    b = np.concatenate([c.b for c in unsafe]) if unsafe else np.zeros(0)
+    strict = np.concatenate([c.strict for c in unsafe]) if unsafe else np.zeros(0, bool)
+    slices, start = [], 0
+    for c in unsafe:
+        slices.append(slice(start, start + c.n_rows))
+        start += c.n_rows
+    return A, b, strict, slices
+
+
+def _margins(y: np.ndarray, A: np.ndarray, b: np.ndarray, slices: list[slice]) -> np.ndarray:
+    """Per point and disjunct, max_i (A_i y - b_i): the disjunct holds (unsafe) where it is <= 0."""
+    d = y @ A.T - b
+    return np.stack([d[:, s].max(axis=1) if s.stop > s.start else np.full(len(y), -np.inf) for s in slices], axis=1)
+
+
+def _counterexample(search: _Search, region: Region, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """x (flat) clipped into the box, re-checked by a concrete forward pass; None if not unsafe."""
+    lo, hi = region.lower.ravel(), region.upper.ravel()
+    x = np.clip(np.asarray(x, np.float64).ravel(), lo, hi)
+    y = search.net.forward(x.reshape((1,) + tuple(search.net.input_shape)))[0]
+    if region.contains(x) and region.is_unsafe(y):
+        return x.reshape(region.lower.shape), y
+    return None
+
+
+def _falsify(search: _Search, region: Region, lo: np.ndarray, hi: np.ndarray, A, b, slices,
+             n_samples: int, pgd_steps: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Random points of [lo, hi], then signed-gradient descent of each disjunct's margin from the best ones."""
+    net = search.net
+    shape = (-1,) + tuple(net.input_shape)
+    width = hi - lo
+    x = lo + search.rng.random((n_samples, lo.size)) * width
+    x = np.vstack([x, (lo + hi)[None] / 2])
+    y = net.forward(x.reshape(shape))
+    search.samples += len(x)
+    m = _margins(y, A, b, slices)
+    for i in np.flatnonzero((m <= 0).any(axis=1))[:4]:
+        found = _counterexample(search, region, x[i])
+        if found is not None:
+            return found
+    search.check_time()
+    if pgd_steps <= 0 or not np.any(width > 0):
+        return None
+    for k, s in enumerate(slices):  # descend each disjunct's margin from its best few starts
+        starts = x[np.argsort(m[:, k])[:min(8, len(x))]].copy()
+        step = width / max(4, pgd_steps) * 2.0
+        for t in range(pgd_steps):
+            yk = net.forward(starts.reshape(shape))
+            d = yk @ A[s].T - b[s]
+            worst = np.argmax(d, axis=1)  # the row to push down
+            grad = vjp(net, starts.reshape(shape), A[s][worst]).reshape(len(starts), -1)
+            starts = np.clip(starts - step * np.sign(grad), lo, hi)
+            search.samples += len(starts)
+            step *= 0.85
+            if (d.max(axis=1) <= 0).any() or t == pgd_steps - 1:
+                yk = net.forward(starts.reshape(shape))
+                hit = np.flatnonzero(_margins(yk, A[s], b[s], [slice(0, s.stop - s.start)])[:, 0] <= 0)
+                for i in hit[:4]:
+                    found = _counterexample(search, region, starts[i])
+                    if found is not None:
+                        return found
+            search.check_time()
+    return None
+
+
+def _bound(search: _Search, net_rows: Network, lo: np.ndarray, hi: np.ndarray, strict: np.ndarray,
+           slices: list[slice]) -> tuple[np.ndarray, np.ndarray]:
+    """Per disjunct: whether it is proved empty over [lo, hi], and its score (max_i lower bound of A_i y - b_i)."""
+    res = analyze(net_rows, (lo.reshape(search.net.input_shape), hi.reshape(search.net.input_shape)),
+                  domain=search.domain, **search.analyze_kwargs)
+    search.analyses += 1
+    low = res.lower
+    proved = np.where(strict, low >= 0, low > 0)
+    empty = np.array([proved[s].any() for s in slices], dtype=bool)
+    score = np.array([low[s].max() if s.stop > s.start else np.inf for s in slices])
+    return empty, score
+
+
+def _split_dim(search: _Search, A, b, slices, open_disjuncts, lo, hi) -> int:
+    """The dimension of largest |∂ margin/∂x| x width at the centre, over the open disjuncts' rows."""
+    net = search.net
+    x = ((lo + hi) / 2)[None]
+    y = net.forward(x.reshape((1,) + tuple(net.input_shape)))[0]
+    influence = np.zeros(lo.size)
+    for k in open_disjuncts:
+        s = slices[k]
+        row = A[s][np.argmax(A[s] @ y - b[s])]
+        g = vjp(net, x.reshape((1,) + tuple(net.input_shape)), row[None]).ravel()
+        influence += np.abs(g) * (hi - lo)
+    influence[hi <= lo] = -1.0
+    if not np.any(influence > 0):
+        return int(np.argmax(hi - lo))
+    return int(np.argmax(influence))
+
+
+def _verify_region(search: _Search, region: Region, split: bool, n_samples: int, pgd_steps: int) -> str | tuple:
+    """'holds', 'unknown', or a counterexample tuple for one region."""
+    A, b, strict, slices = _stack(region.unsafe)
+    if not slices:
+        return "holds"  # no unsafe outputs
+    lo0, hi0 = region.lower.ravel().astype(np.float64), region.upper.ravel().astype(np.float64)
+    found = _falsify(search, region, lo0, hi0, A, b, slices, n_samples, pgd_steps)
+    if found is not None:
+        return found
+    net_rows = spec_network(search.net, A, b)
+    empty, score = _bound(search, net_rows, lo0, hi0, strict, slices)
+    search.boxes += 1
+    if empty.all():
+        return "holds"
+    can_split = split and int(np.count_nonzero(hi0 > lo0)) <= MAX_SPLIT_DIMS
+    if not can_split:
+        return "unknown"
+    # best-first on the worst open score: the box most likely to hold a counterexample comes first
+    counter = 0
+    queue = [(float(score[~empty].min()), counter, lo0, hi0, ~empty)]
+    while queue:
+        search.check_time()
+        _, _, lo, hi, open_d = heapq.heappop(queue)
+        open_idx = np.flatnonzero(open_d)
+        dim = _split_dim(search, A, b, slices, open_idx, lo, hi)
+        mid = lo[dim] + (hi[dim] - lo[dim]) / 2
+        if not (lo[dim] < mid < hi[dim]):
+            return "unknown"  # cannot split further in floating point
+        for part_lo, part_hi in ((lo, np.where(np.arange(lo.size) == dim, mid, hi)),
+                                 (np.where(np.arange(lo.size) == dim, mid, lo), hi)):
+            found = _falsify(search, region, part_lo, part_hi, A, b, slices, 4, 0)
+            if found is not None:
+                return found
+            e, sc = _bound(search, net_rows, part_lo, part_hi, strict, slices)
+            search.boxes += 1
+            still = open_d & ~e
+            if still.any():
+                if search.boxes % 16 == 0:  # now and then, a gradient search on a hard box
+                    found = _falsify(search, region, part_lo, part_hi, A, b, slices, 16, 8)
+                    if found is not None:
+                        return found
+                counter += 1
+                heapq.heappush(queue, (float(sc[still].min()), counter, part_lo, part_hi, still))
+    return "holds"
+
+
+def verify(net: Network, spec: Spec, domain: str = "zonotope", timeout: float = 60.0, memory_budget=None, *,
+           storage: str | None = None, seed: int = 0, split: bool = True, samples: int = 256,
+           pgd_steps: int = 20) -> Verdict:
+    """Decide ``spec`` on ``net`` within ``timeout`` seconds (see the module docstring).
+
+    Returns a ``Verdict``: "holds" (every unsafe disjunct proved empty), "violated" (with a
+    counterexample (x, y) re-checked by ``net.forward``), "unknown", or "timeout".
+    """
+    if spec.n_inputs != net.input_size or spec.n_outputs != net.output_size:
+        from .errors import ShapeError
+
+        raise ShapeError(f"the property has {spec.n_inputs} inputs and {spec.n_outputs} outputs, the network "
+                         f"{net.input_size} and {net.output_size}")
+    t0 = time.perf_counter()
+    kwargs = {"memory_budget": memory_budget}
+    if storage is not None or memory_budget is not None:
+        kwargs["storage"] = storage or "auto"
+    search = _Search(net, t0 + float(timeout), np.random.default_rng(seed), domain, kwargs)
+    status, cex = "holds", None
+    try:
+        for region in spec.regions:
+            outcome = _verify_region(search, region, split, samples, pgd_steps)
+            if isinstance(outcome, tuple):
+                status, cex = "violated", outcome
+                break
+            if outcome == "unknown":
+                status = "unknown"
+    except _Deadline:
+        status, cex = "timeout", None
+    stats = {"time_s": time.perf_counter() - t0, "analyses": search.analyses, "boxes": search.boxes,
+             "samples": search.samples, "domain": domain}
+    return Verdict(status, cex, stats)
+
+
+__all__ = ["verify", "Verdict", "spec_network", "STATUSES", "VNNCOMP_RESULT"]

@@ -1,0 +1,105 @@
+"""absint.verify: verdicts on networks whose answer is known analytically, and never wrong on benchmarks."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import absint
+from absint.network import Affine, Network, Node, ReLU
+from absint.verify import spec_network
+from absint.vnnlib import parse_vnnlib
+from tests._bench import NO_BENCHMARKS, benchmark_instances
+
+
+def _prop(n_in, box, unsafe):
+    decl = "".join(f"(declare-const X_{i} Real)\n" for i in range(n_in)) + "(declare-const Y_0 Real)\n"
+    bounds = "".join(f"(assert (>= X_{i} {lo}))\n(assert (<= X_{i} {hi}))\n" for i, (lo, hi) in enumerate(box))
+    return decl + bounds + unsafe
+
+
+def abs_net() -> Network:
+    """y = relu(x) + relu(-x) = |x| on one input."""
+    return Network((1,), [Node("fc1", Affine(np.array([[1.0], [-1.0]]), np.zeros(2)), (-1,)),
+                          Node("relu", ReLU(), (0,)),
+                          Node("fc2", Affine(np.array([[1.0, 1.0]]), np.zeros(1)), (1,))])
+
+
+@pytest.mark.parametrize("domain", ["interval", "zonotope", "deeppoly"])
+@pytest.mark.parametrize("threshold, expected", [(1.5, "holds"), (0.9, "violated"), (1.0, "violated"),
+                                                 (1.0000001, "holds")])
+def test_abs_value_both_ways(domain, threshold, expected):
+    """|x| over [-1, 1] reaches exactly 1: unsafe y >= t holds for t > 1, is violated for t <= 1."""
+    net = abs_net()
+    spec = parse_vnnlib(_prop(1, [(-1, 1)], f"(assert (>= Y_0 {threshold}))\n"), net)
+    v = absint.verify(net, spec, domain=domain, timeout=20)
+    assert v.status == expected, v
+    if expected == "violated":
+        x, y = v.counterexample
+        assert -1 <= x.ravel()[0] <= 1 and y[0] >= threshold
+        np.testing.assert_array_equal(net.forward(x[None])[0], y)
+    else:
+        assert v.counterexample is None
+    assert v.result == {"holds": "unsat", "violated": "sat"}[expected]
+
+
+def test_needs_splitting_and_disjunctions():
+    """|x| >= 0.5 or |x| <= 0.1 is violated; 'y <= -0.1 or y >= 1.2' holds only once the box is split
+    (intervals of |x| over [-1, 1] include negative values before splitting)."""
+    net = abs_net()
+    holds = parse_vnnlib(_prop(1, [(-1, 1)], "(assert (or (<= Y_0 -0.1) (>= Y_0 1.2)))\n"), net)
+    assert absint.verify(net, holds, domain="interval", timeout=20).status == "holds"
+    assert absint.verify(net, holds, domain="interval", timeout=20, split=False).status == "unknown"
+    violated = parse_vnnlib(_prop(1, [(-1, 1)], "(assert (or (<= Y_0 -0.1) (<= Y_0 0.0)))\n"), net)
+    assert absint.verify(net, violated, domain="zonotope", timeout=20).status == "violated"
+
+
+def test_timeout_is_honoured():
+    """A property that only holds at a single point: the search keeps splitting until the deadline."""
+    net = abs_net()
+    spec = parse_vnnlib(_prop(1, [(-1, 1)], "(assert (<= Y_0 0.0))\n(assert (>= Y_0 0.0))\n"
+                                          "(assert (>= Y_0 1e-300))\n"), net)
+    v = absint.verify(net, spec, domain="interval", timeout=0.5, samples=16)
+    assert v.status in ("timeout", "holds", "unknown")
+    assert v.stats["time_s"] < 0.5 * 1.1 + 0.05
+
+
+def test_spec_network_appends_the_rows():
+    net = abs_net()
+    rows = np.array([[2.0], [-1.0]])
+    wrapped = spec_network(net, rows, np.array([0.5, 1.0]))
+    x = np.array([[0.3], [-0.7]])
+    np.testing.assert_allclose(wrapped.forward(x), net.forward(x) @ rows.T - [0.5, 1.0])
+
+
+def _acas_cases():
+    rows = benchmark_instances("acasxu")
+    if not rows:
+        return [pytest.param(None, marks=pytest.mark.skip(reason=NO_BENCHMARKS))]
+    wanted = {"prop_1", "prop_2", "prop_3", "prop_4"}
+    picked = [r for r in rows if r[2].stem in wanted][::7][:8]
+    return [pytest.param(r, id=f"{r[1].stem[13:18]}-{r[2].stem}") for r in picked]
+
+
+@pytest.mark.parametrize("instance", _acas_cases())
+def test_acasxu_never_wrong(instance):
+    """'holds' never comes with a counterexample from an independent search, and 'violated' is confirmed by
+    net.forward and onnxruntime."""
+    _, onnx_path, vnnlib_path, _ = instance
+    net = absint.load_onnx(onnx_path)
+    spec = absint.load_vnnlib(vnnlib_path, net)
+    v = absint.verify(net, spec, domain="deeppoly", timeout=10, seed=1)
+    if v.status == "violated":
+        x, y = v.counterexample
+        assert spec.is_counterexample(x.ravel(), y)
+        sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        inp = sess.get_inputs()[0]
+        shape = [d if isinstance(d, int) else 1 for d in inp.shape]
+        y_ort = sess.run(None, {inp.name: x.reshape(shape).astype(np.float32)})[0].ravel()
+        assert spec.is_counterexample(x.ravel(), y_ort.astype(np.float64), tol=1e-4)
+    elif v.status == "holds":
+        rng = np.random.default_rng(5)
+        for region in spec.regions:
+            pts = region.box.sample(3000, rng=rng).reshape(-1, net.input_size)
+            assert not spec.is_counterexample(pts, net.forward(pts)).any()
