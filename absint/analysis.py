@@ -14,6 +14,7 @@ import numpy as np
 from contextlib import nullcontext
 
 import kernels
+from kernels._config import single_threaded
 from storage import CSRFormat, DenseFormat, HDF5Format, Scratch, StoreFormat
 
 from .box import Box
@@ -100,7 +101,9 @@ def analyze(net: Network, box, domain: str = "zonotope", storage: str = "dense",
     with (Scratch(scratch_dir) if needs_disk else nullcontext()) as scratch:
         storage_plan = make_plan(net, box, domain, storage, budget, options)
         block_bytes = block_bytes or storage_plan.hdf5_block_bytes
-        return _run(net, box, element_type, domain, storage_plan, _formats(scratch, block_bytes), scratch,
+        small = net.input_size * sum(node.size for node in net.nodes) <= SAMPLER_THREAD_ABOVE
+        with single_threaded() if small else nullcontext():  # thread wake-ups cost more than small kernels
+            return _run(net, box, element_type, domain, storage_plan, _formats(scratch, block_bytes), scratch,
                     storage_plan.options, jit_s)
 
 

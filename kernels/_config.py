@@ -22,12 +22,32 @@ def kernel(fn=None, *, parallel: bool = False):
 SERIAL_BELOW = 1 << 16
 
 
+_SERIAL_DEPTH = [0]
+
+
+class single_threaded:
+    """``with single_threaded():`` every numba kernel runs on the calling thread (small analyses:
+    one switch per analysis instead of one per kernel call)."""
+
+    def __enter__(self):
+        if _SERIAL_DEPTH[0] == 0:
+            self._previous = numba.get_num_threads()
+            numba.set_num_threads(1)
+        _SERIAL_DEPTH[0] += 1
+        return self
+
+    def __exit__(self, *exc):
+        _SERIAL_DEPTH[0] -= 1
+        if _SERIAL_DEPTH[0] == 0:
+            numba.set_num_threads(self._previous)
+
+
 def serial_when_small(work=lambda *args: args[0].size, threshold: int = SERIAL_BELOW):
     """Wrap a parallel kernel: calls with ``work(*args) < threshold`` run with one numba thread."""
     def wrap(dispatcher):
         @functools.wraps(dispatcher)
         def call(*args):
-            if work(*args) >= threshold:
+            if _SERIAL_DEPTH[0] or work(*args) >= threshold:
                 return dispatcher(*args)
             previous = numba.get_num_threads()
             numba.set_num_threads(1)
