@@ -21,7 +21,7 @@ from .domains import Options
 from .errors import MemoryBudgetError
 from .im2col import conv2d_work_bytes
 from .linear import ConvOp, DenseOp, is_linear, linear_op
-from .network import NETWORK_INPUT, Add, Conv2d, Layer, MaxPool2d, Network, ReLU, Sigmoid, Tanh
+from .network import NETWORK_INPUT, Add, Affine, Conv2d, Layer, MaxPool2d, Network, ReLU, Sigmoid, Tanh
 from .relaxations import maxpool_windows
 from .sparsity import Support, input_support, new_symbols, propagate, union
 from .tables import format_bytes, format_table
@@ -34,6 +34,8 @@ BACKENDS = ("dense", "csr", "hdf5")
 CSR_NNZ_BYTES, CSR_ROW_BYTES = 16, 8
 #: the HDF5 store's default block (storage.HDF5Format.block_bytes) and its chunk cache
 HDF5_BLOCK_BYTES, HDF5_CACHE_BYTES = 32 << 20, 4 << 20
+#: the HDF5 library's own RSS once files are open (metadata caches, free lists), measured ~20-30 MiB
+HDF5_LIBRARY_BYTES = 24 << 20
 #: a dense layer applied to a CSR block produces a dense block of at most this size
 CSR_DENSE_BLOCK_BYTES = 1 << 26
 #: RAM the analysis needs besides the stores, per neuron of each node (bounds, centre, box term, ...)
@@ -170,7 +172,10 @@ class _ZonotopeModel:
             self.nnz.append(min(s.nnz(), total * node.size))
         self.last_use = net._last_uses()
         self.input_last_use = max(k for k, n in enumerate(net.nodes) if NETWORK_INPUT in n.inputs)
-        self.base = PER_NEURON_BYTES * (net.input_size + sum(node.size for node in net.nodes))
+        # bounds and centres per neuron, plus what the linear operators derive from their weights and
+        # keep for the network's lifetime (|W| for the rounding terms): at most one weight-sized array each
+        derived = sum(node.layer.weight.nbytes for node in net.nodes if isinstance(node.layer, (Affine, Conv2d)))
+        self.base = PER_NEURON_BYTES * (net.input_size + sum(node.size for node in net.nodes)) + derived
 
     def lower_symbols(self, index: int, delta: int) -> None:
         for k in range(index, len(self.m)):
@@ -207,7 +212,7 @@ class _ZonotopeModel:
                                      layer.groups)
 
         if "hdf5" in (storage, in_storage):  # a block in, a block out, the layer's work: block_bytes in all
-            return 2 * self.block_bytes + 2 * HDF5_CACHE_BYTES
+            return 2 * self.block_bytes + 2 * HDF5_CACHE_BYTES + HDF5_LIBRARY_BYTES
         if in_storage == "csr":
             if isinstance(layer, Conv2d):
                 return 2 * CSR_NNZ_BYTES * self.nnz[idx] + 16 * (m + 1)  # kernel output before scipy wraps it
