@@ -1,4 +1,4 @@
-"""The ``absint`` command line: ``absint info NET``, ``absint demo``, ``absint --version``.
+"""The ``absint`` command line: ``info``, ``bounds``, ``plan``, ``verify``, ``run-benchmark``, ``demo``, ``--version``.
 
 Errors print one line ``absint: error: ...`` on stderr and exit 1 (2 for usage errors, 130 on
 Ctrl-C); ``--debug`` shows the traceback instead.
@@ -197,6 +197,130 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 register_command("demo", "run the bundled example networks and properties", _configure_demo, _run_demo)
+
+
+# ----------------------------------------------------------------------------- verify
+DOMAINS = ("interval", "zonotope", "deeppoly")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _configure_verify(p: argparse.ArgumentParser) -> None:
+    from .planner import STORAGES
+
+    p.add_argument("network", help="ONNX file")
+    p.add_argument("property", help="VNN-LIB file (.gz too): the unsafe set to rule out")
+    p.add_argument("--timeout", type=_positive_float, default=60.0, metavar="S", help="seconds (default 60)")
+    p.add_argument("--domain", choices=DOMAINS, default="zonotope")
+    p.add_argument("--memory", metavar="SIZE", default=None, help="RAM budget of each analysis, e.g. 512MiB")
+    p.add_argument("--storage", choices=STORAGES, default=None, help="noise-symbol storage (default: planner)")
+    p.add_argument("--out", metavar="FILE", default=None, help="write the VNN-COMP result file here")
+    p.add_argument("--seed", type=int, default=0, help="seed of the counterexample search")
+
+
+def _short_vector(name: str, v: np.ndarray, limit: int = 4) -> str:
+    v = np.asarray(v, np.float64).ravel()
+    shown = ", ".join(f"{name}_{i}={x:.6g}" for i, x in enumerate(v[:limit]))
+    return shown + (f", ... ({v.size} values)" if v.size > limit else "")
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+    from .vnncomp import load_network, write_result
+    from .vnnlib import load_vnnlib
+
+    net = load_network(args.network)
+    spec = load_vnnlib(args.property, net)
+    v = verify(net, spec, domain=args.domain, timeout=args.timeout, memory_budget=args.memory,
+               storage=args.storage, seed=args.seed)
+    stats = v.stats
+    head = f"{v.status} ({v.result}) in {stats.get('time_s', 0.0):.2f} s, {stats.get('boxes', 0)} boxes"
+    if v.status == "violated":
+        x, _ = v.counterexample
+        x = np.asarray(x, np.float64)
+        y = net.forward(x.reshape((1,) + tuple(net.input_shape)))[0]
+        if not bool(spec.is_counterexample(x.ravel(), y)):  # verify re-checks too; never report an unchecked sat
+            if args.out:
+                from .vnncomp import atomic_write_text
+
+                atomic_write_text(args.out, "unknown\n")
+            raise ValueError("the counterexample found did not re-check (x outside the box or net(x) safe); "
+                             "reported unknown")
+        print(f"{head}: counterexample checked by a concrete forward pass: {_short_vector('X', x)}; "
+              f"{_short_vector('Y', y)}")
+    else:
+        print(f"{head}, {stats.get('analyses', 0)} analyses, {stats.get('samples', 0)} samples ({args.domain})")
+    if args.out:
+        write_result(args.out, v, net.input_size)
+    return 0
+
+
+register_command("verify", "decide a VNN-LIB property (VNN-COMP result format with --out)", _configure_verify,
+                 _run_verify)
+
+
+# ---------------------------------------------------------------------- run-benchmark
+def _configure_run_benchmark(p: argparse.ArgumentParser) -> None:
+    p.add_argument("directory", help="VNN-COMP benchmark folder (with instances.csv)")
+    p.add_argument("--timeout-scale", type=_positive_float, default=1.0, metavar="K",
+                   help="multiply every instance's timeout by K (default 1)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="instances verified at once (default 1)")
+    p.add_argument("--out", metavar="CSV", default="results.csv", help="results file (default results.csv)")
+    p.add_argument("--domain", choices=DOMAINS, default="zonotope")
+    p.add_argument("--executor", choices=("local", "dask", "inline"), default="local",
+                   help="local: a fresh process per instance; dask: a distributed scheduler (--scheduler); "
+                        "inline: this process, one at a time (debugging)")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None, help="Dask scheduler, e.g. tcp://host:8786")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N instances")
+    p.add_argument("--filter", default=None, metavar="SUBSTRING",
+                   help="only instances whose network or property path contains SUBSTRING")
+
+
+def _benchmark_summary(rows, total: int) -> str:
+    from .vnncomp import summary_table
+
+    headers, table = summary_table(rows)
+    done = f"{len(rows)} of {total} instances" if len(rows) != total else f"{total} instances"
+    return f"{done}\n" + format_table(headers, table, align="l" + "r" * (len(headers) - 1))
+
+
+def _run_run_benchmark(args: argparse.Namespace) -> int:
+    from .vnncomp import BenchmarkInterrupted, run_benchmark
+
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.executor == "dask" and not args.scheduler:
+        raise ValueError("--executor dask needs --scheduler ADDRESS")
+
+    def progress(done: int, total: int, row) -> None:
+        detail = f" ({row.error})" if row.error else ""
+        print(f"[{done}/{total}] {row.instance.name} {row.status} {row.time_s:.2f} s{detail}", file=sys.stderr,
+              flush=True)
+
+    try:
+        rows = run_benchmark(args.directory, timeout_scale=args.timeout_scale, jobs=args.jobs, out=args.out,
+                             domain=args.domain, progress=progress, executor=args.executor,
+                             scheduler=args.scheduler, limit=args.limit, filter=args.filter)
+    except BenchmarkInterrupted as exc:
+        print("interrupted: partial summary of the finished instances "
+              f"(written to {args.out})", file=sys.stderr)
+        print(_benchmark_summary(exc.rows, exc.total))
+        raise
+    print(_benchmark_summary(rows, len(rows)))
+    print(f"results written to {args.out}")
+    return 0
+
+
+register_command("run-benchmark", "verify every instance of a VNN-COMP benchmark folder", _configure_run_benchmark,
+                 _run_run_benchmark)
 
 
 # ------------------------------------------------------------------------------- main

@@ -188,13 +188,34 @@ def _feeds_nonlinear(ctx: Context) -> bool:
                for n in net.nodes[ctx.index + 1:])
 
 
+def _rows_to_refine(graph: DeepPolyGraph, index: int, ctx: Context) -> np.ndarray:
+    """Neurons worth a back-substitution. All of them, except: a linear node read straight from the
+    input box already has exact interval bounds; a node read only by ReLUs needs tight bounds only on
+    its unstable neurons (a stable neuron's relaxation is exact whatever its bounds), unless
+    ``Options.refine_stable``."""
+    lo, hi = graph.bounds[index]
+    net = ctx.network
+    everything = np.arange(lo.size)
+    if net is None or ctx.index == len(net.nodes) - 1:
+        return everything
+    if ctx.node.inputs == (NETWORK_INPUT,) and isinstance(graph.relaxations[index], LinearRelax):
+        return everything[:0]
+    if ctx.options.refine_stable:
+        return everything
+    readers = [n for n in net.nodes[ctx.index + 1:] if ctx.index in n.inputs]
+    if readers and all(isinstance(n.layer, ReLU) for n in readers):
+        return np.flatnonzero((lo < 0) & (hi > 0))
+    return everything
+
+
 def _refine(graph: DeepPolyGraph, index: int, ctx: Context) -> None:
     """Replace node ``index``'s bounds by back-substituted ones (intersected), block by block."""
     lo, hi = graph.bounds[index]
     block = max(1, ctx.options.block_size)
     new_lo, new_hi = lo.copy(), hi.copy()
-    for start in range(0, lo.size, block):
-        rows = np.arange(start, min(lo.size, start + block))
+    todo = _rows_to_refine(graph, index, ctx)
+    for start in range(0, todo.size, block):
+        rows = todo[start:start + block]
         l, u = backsubstitute(graph, index, rows, ctx.options.sound_fp)
         new_lo[rows] = np.maximum(lo[rows], l)
         new_hi[rows] = np.minimum(hi[rows], u)

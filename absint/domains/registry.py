@@ -27,6 +27,8 @@ class Options:
     block_size: int = 512
     #: zonotope: intersect each neuron's bounds with interval bounds when tighter
     intersect_interval: bool = True
+    #: DeepPoly: back-substitute stable neurons read only by ReLUs too (tighter reported bounds, slower)
+    refine_stable: bool = False
     #: zonotope order reduction (opt-in, loosens bounds): when a layer leaves more than this many
     #: symbols, the smallest are folded into the per-neuron box term; None = never
     reduce_symbols: int | None = None
