@@ -23,6 +23,8 @@ from kernels.csr import csr_conv2d_matrix
 
 from .im2col import IM2COL_CHUNK_BYTES, conv2d_forward, conv2d_work_bytes, window_output_hw
 
+#: |W| of a dense layer is cached up to this size, else computed in chunks of this size at each use
+CACHED_ABS_BYTES = 4 << 20
 #: ConvOp.apply_transpose scatters rows with at most this fraction of non-zeros (numba), else BLAS
 SPARSE_TRANSPOSE_DENSITY = 0.25  # numba wins below ~30 % (512 rows, 32->16 ch 3x3 s2: 202 vs 222 ms at 30 %)
 from .network import Affine, AvgPool2d, Conv2d, ElementwiseAffine, Layer, Reshape, Transpose
@@ -86,14 +88,21 @@ class DenseOp(LinearOp):
         return self.matrix.shape[0]
 
     @cached_property
-    def abs_matrix(self) -> np.ndarray:
-        return np.abs(self.matrix)
+    def abs_matrix(self) -> np.ndarray | None:
+        """|L| kept when small; large matrices get |L| chunk by chunk at each use (no weight-sized copy)."""
+        return np.abs(self.matrix) if self.matrix.nbytes <= CACHED_ABS_BYTES else None
 
     def apply(self, rows):
         return rows @ self.matrix.T
 
     def apply_abs(self, rows):
-        return rows @ self.abs_matrix.T
+        if self.abs_matrix is not None:
+            return rows @ self.abs_matrix.T
+        out = np.empty((rows.shape[0], self.matrix.shape[0]))
+        step = max(1, CACHED_ABS_BYTES // (8 * self.matrix.shape[1]))
+        for start in range(0, self.matrix.shape[0], step):
+            out[:, start:start + step] = rows @ np.abs(self.matrix[start:start + step]).T
+        return out
 
     def apply_transpose(self, rows):
         return rows @ self.matrix

@@ -20,7 +20,7 @@ from .box import Box
 from .domains import Options
 from .errors import MemoryBudgetError
 from .im2col import conv2d_work_bytes
-from .linear import ConvOp, DenseOp, is_linear, linear_op
+from .linear import CACHED_ABS_BYTES, ConvOp, DenseOp, is_linear, linear_op
 from .network import NETWORK_INPUT, Add, Affine, Conv2d, Layer, MaxPool2d, Network, ReLU, Sigmoid, Tanh
 from .relaxations import maxpool_windows
 from .sparsity import Support, input_support, new_symbols, propagate, union
@@ -174,7 +174,8 @@ class _ZonotopeModel:
         self.input_last_use = max(k for k, n in enumerate(net.nodes) if NETWORK_INPUT in n.inputs)
         # bounds and centres per neuron, plus what the linear operators derive from their weights and
         # keep for the network's lifetime (|W| for the rounding terms): at most one weight-sized array each
-        derived = sum(node.layer.weight.nbytes for node in net.nodes if isinstance(node.layer, (Affine, Conv2d)))
+        derived = sum(min(node.layer.weight.nbytes, CACHED_ABS_BYTES) for node in net.nodes
+                      if isinstance(node.layer, (Affine, Conv2d)))
         self.base = PER_NEURON_BYTES * (net.input_size + sum(node.size for node in net.nodes)) + derived
 
     def lower_symbols(self, index: int, delta: int) -> None:
