@@ -19,7 +19,7 @@ from storage import CSRFormat, DenseFormat, HDF5Format, Scratch, StoreFormat
 
 from .box import Box
 from .domains import DOMAINS, TRANSFORMERS, Context, Options
-from .errors import ShapeError
+from .errors import AnalysisTimeout, ShapeError
 from .memory import RssSampler
 from .network import NETWORK_INPUT, Network
 from .planner import STORAGES, Plan, make_plan
@@ -72,7 +72,8 @@ def _formats(scratch: Scratch | None, block_bytes: int | None) -> dict[str, Stor
 
 def analyze(net: Network, box, domain: str = "zonotope", storage: str = "dense", memory_budget=None,
             *, sound_fp: bool = True, options: Options | None = None, scratch_dir=None,
-            block_bytes: int | None = None, reduce_symbols: int | None = None) -> Analysis:
+            block_bytes: int | None = None, reduce_symbols: int | None = None,
+            deadline: float | None = None) -> Analysis:
     """Sound bounds of every node of ``net`` over ``box`` (an ``absint.Box`` or (lower, upper)).
 
     ``storage`` holds the zonotope's noise symbols: "dense", "csr", "hdf5" (chunked files in
@@ -81,7 +82,8 @@ def analyze(net: Network, box, domain: str = "zonotope", storage: str = "dense",
     A budget no plan meets raises ``MemoryBudgetError`` before any work starts. Every storage
     gives the same bounds; scratch files are removed on every exit path. ``reduce_symbols=K``
     (opt-in, looser bounds) folds the smallest symbols into the box term whenever more than K
-    remain after a layer, reported as ``stats["reduced_symbols"]``.
+    remain after a layer, reported as ``stats["reduced_symbols"]``. ``deadline`` (a
+    ``time.perf_counter()`` value) raises ``AnalysisTimeout`` between layers once passed.
     """
     try:
         element_type = DOMAINS[domain]
@@ -104,11 +106,11 @@ def analyze(net: Network, box, domain: str = "zonotope", storage: str = "dense",
         small = net.input_size * sum(node.size for node in net.nodes) <= SAMPLER_THREAD_ABOVE
         with single_threaded() if small else nullcontext():  # thread wake-ups cost more than small kernels
             return _run(net, box, element_type, domain, storage_plan, _formats(scratch, block_bytes), scratch,
-                    storage_plan.options, jit_s)
+                        storage_plan.options, jit_s, deadline)
 
 
 def _run(net: Network, box: Box, element_type, domain: str, storage_plan: Plan, formats: dict[str, StoreFormat],
-         scratch: Scratch | None, options: Options, jit_s: float) -> Analysis:
+         scratch: Scratch | None, options: Options, jit_s: float, deadline: float | None = None) -> Analysis:
     # a sampling thread only where a layer's transients can be large; small nets get per-node samples
     big = net.input_size * sum(node.size for node in net.nodes) > SAMPLER_THREAD_ABOVE
     sampler = RssSampler(thread=big).start()
@@ -124,6 +126,8 @@ def _run(net: Network, box: Box, element_type, domain: str, storage_plan: Plan, 
     shared = {"n_symbols": int(getattr(start, "n_symbols", 0))}
     try:
         for idx, node in enumerate(net.nodes):
+            if deadline is not None and time.perf_counter() > deadline:
+                raise AnalysisTimeout(f"analysis passed its deadline at node {idx} ({node.name})")
             operands = tuple(start if i == NETWORK_INPUT else elements[i] for i in node.inputs)
             shapes = tuple(net.input_shape if i == NETWORK_INPUT else net.nodes[i].shape for i in node.inputs)
             owns = tuple(i != NETWORK_INPUT and last_use[i] == idx and node.inputs.count(i) == 1

@@ -61,5 +61,9 @@ class MemoryBudgetError(AbsintError):
                          f"({needed} bytes), budget is {format_bytes(given)} ({given} bytes)")
 
 
+class AnalysisTimeout(AbsintError, TimeoutError):
+    """An analysis passed the deadline it was given (checked between layers)."""
+
+
 # storage/ cannot import absint, so its errors live there; they are part of absint's error API
 from storage.errors import DiskSpaceError, StorageError  # noqa: E402

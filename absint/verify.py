@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .analysis import analyze
-from .box import Box
+from .errors import AnalysisTimeout
 from .gradients import vjp
 from .network import Affine, Network, Node
 from .spec import LinearConstraints, Region, Spec
@@ -146,8 +146,11 @@ def _falsify(search: _Search, region: Region, lo: np.ndarray, hi: np.ndarray, A,
 def _bound(search: _Search, net_rows: Network, lo: np.ndarray, hi: np.ndarray, strict: np.ndarray,
            slices: list[slice]) -> tuple[np.ndarray, np.ndarray]:
     """Per disjunct: whether it is proved empty over [lo, hi], and its score (max_i lower bound of A_i y - b_i)."""
-    res = analyze(net_rows, (lo.reshape(search.net.input_shape), hi.reshape(search.net.input_shape)),
-                  domain=search.domain, **search.analyze_kwargs)
+    try:
+        res = analyze(net_rows, (lo.reshape(search.net.input_shape), hi.reshape(search.net.input_shape)),
+                      domain=search.domain, deadline=search.deadline, **search.analyze_kwargs)
+    except AnalysisTimeout:
+        raise _Deadline from None
     search.analyses += 1
     low = res.lower
     proved = np.where(strict, low >= 0, low > 0)
