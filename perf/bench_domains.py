@@ -44,6 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from perf._measure import RssSampler  # noqa: E402  (shared with memory_budget.py)
+
 DOMAINS = ("interval", "zonotope", "deeppoly")
 FAMILIES = ("acasxu", "mnistfc", "oval21", "zoo")
 ACAS_NETS = ("1_1", "2_3", "5_9")
@@ -157,40 +159,6 @@ def zonotope_bytes_estimate(net, box=None) -> int:
 # ---------------------------------------------------------------------------------------------
 # child: measure one (case, domain) and print a JSON line
 # ---------------------------------------------------------------------------------------------
-
-class RssSampler:
-    """Largest RSS growth over ``base`` seen by a daemon thread polling psutil every ``period`` s."""
-
-    def __init__(self, period: float = 0.002):
-        import psutil
-
-        self._proc, self._period = psutil.Process(), period
-        self._stop, self._started = threading.Event(), threading.Event()
-        self.base = self.peak = self._proc.memory_info().rss
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        self._started.set()
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            self._stop.wait(self._period)
-
-    def __enter__(self) -> "RssSampler":
-        self._thread.start()
-        self._started.wait()
-        self._stop.wait(2 * self._period)  # the thread's own stack is touched: not the analysis's memory
-        self.base = self.peak = self._proc.memory_info().rss
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
-
-    @property
-    def growth(self) -> int:
-        return int(self.peak - self.base)
-
 
 def symbols_of(domain: str, net, res) -> int:
     """Rows the domain carries: zonotope generators at the output, input size (DeepPoly), 1 (interval)."""
