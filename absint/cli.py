@@ -226,7 +226,7 @@ def _configure_verify(p: argparse.ArgumentParser) -> None:
     p.add_argument("network", help="ONNX file")
     p.add_argument("property", help="VNN-LIB file (.gz too): the unsafe set to rule out")
     p.add_argument("--timeout", type=_positive_float, default=60.0, metavar="S", help="seconds (default 60)")
-    p.add_argument("--domain", choices=DOMAINS, default="zonotope")
+    p.add_argument("--domain", choices=DOMAINS, default="deeppoly")
     p.add_argument("--memory", metavar="SIZE", default=None, help="RAM budget of each analysis, e.g. 512MiB")
     p.add_argument("--storage", choices=STORAGES, default=None, help="noise-symbol storage (default: planner)")
     p.add_argument("--out", metavar="FILE", default=None, help="write the VNN-COMP result file here")
@@ -281,7 +281,7 @@ def _configure_run_benchmark(p: argparse.ArgumentParser) -> None:
                    help="multiply every instance's timeout by K (default 1)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="instances verified at once (default 1)")
     p.add_argument("--out", metavar="CSV", default="results.csv", help="results file (default results.csv)")
-    p.add_argument("--domain", choices=DOMAINS, default="zonotope")
+    p.add_argument("--domain", choices=DOMAINS, default="deeppoly")
     p.add_argument("--executor", choices=("local", "dask", "inline"), default="local",
                    help="local: a fresh process per instance; dask: a distributed scheduler (--scheduler); "
                         "inline: this process, one at a time (debugging)")

@@ -21,8 +21,11 @@ import numpy as np
 
 from .analysis import analyze
 from .errors import AnalysisTimeout
+from .domains.deeppoly_batch import AffineReluChain
 from .gradients import vjp
+from .input_split import RowSets, SplitOutcome, split_search
 from .network import Affine, Network, Node
+from .threads import thread_budget
 from .spec import LinearConstraints, Region, Spec
 
 STATUSES = ("holds", "violated", "unknown", "timeout")
@@ -62,6 +65,7 @@ class _Search:
     analyses: int = 0
     boxes: int = 0
     samples: int = 0
+    max_depth: int = 0
 
     def check_time(self) -> None:
         if time.perf_counter() > self.deadline:
@@ -176,6 +180,28 @@ def _split_dim(search: _Search, A, b, slices, open_disjuncts, lo, hi) -> int:
     return int(np.argmax(influence))
 
 
+def _batched_split(search: _Search, region: Region, chain, A, b, strict, slices, lo0, hi0) -> str | tuple:
+    """Input splitting with batched DeepPoly (``absint.input_split``) for Affine/ReLU chains."""
+    shape = (-1,) + tuple(search.net.input_shape)
+
+    def forward(x):
+        search.samples += len(x)
+        return search.net.forward(x.reshape(shape))
+
+    outcome = SplitOutcome("holds")
+    try:
+        with thread_budget(1):  # small products: one BLAS thread is faster, and leaves a core to other jobs
+            split_search(chain, RowSets(A, b, strict, tuple(slices)), lo0, hi0, forward=forward,
+                         check_counterexample=lambda x: _counterexample(search, region, x),
+                         attack=lambda lo, hi: _falsify(search, region, lo, hi, A, b, slices, 16, 8),
+                         check_time=search.check_time, out=outcome)
+    finally:
+        search.boxes += outcome.boxes
+        search.analyses += outcome.rounds + 1
+        search.max_depth = max(search.max_depth, outcome.max_depth)
+    return outcome.result
+
+
 def _verify_region(search: _Search, region: Region, split: bool, n_samples: int, pgd_steps: int) -> str | tuple:
     """'holds', 'unknown', or a counterexample tuple for one region."""
     A, b, strict, slices = _stack(region.unsafe)
@@ -186,11 +212,14 @@ def _verify_region(search: _Search, region: Region, split: bool, n_samples: int,
     if found is not None:
         return found
     net_rows = spec_network(search.net, A, b)
+    can_split = split and int(np.count_nonzero(hi0 > lo0)) <= MAX_SPLIT_DIMS
+    chain = AffineReluChain.from_network(net_rows) if can_split and search.domain == "deeppoly" else None
+    if chain is not None:
+        return _batched_split(search, region, chain, A, b, strict, slices, lo0, hi0)
     empty, score = _bound(search, net_rows, lo0, hi0, strict, slices)
     search.boxes += 1
     if empty.all():
         return "holds"
-    can_split = split and int(np.count_nonzero(hi0 > lo0)) <= MAX_SPLIT_DIMS
     if not can_split:
         return "unknown"
     # best-first on the worst open score: the box most likely to hold a counterexample comes first
@@ -222,7 +251,7 @@ def _verify_region(search: _Search, region: Region, split: bool, n_samples: int,
     return "holds"
 
 
-def verify(net: Network, spec: Spec, domain: str = "zonotope", timeout: float = 60.0, memory_budget=None, *,
+def verify(net: Network, spec: Spec, domain: str = "deeppoly", timeout: float = 60.0, memory_budget=None, *,
            storage: str | None = None, seed: int = 0, split: bool = True, samples: int = 256,
            pgd_steps: int = 20) -> Verdict:
     """Decide ``spec`` on ``net`` within ``timeout`` seconds (see the module docstring).
@@ -252,7 +281,7 @@ def verify(net: Network, spec: Spec, domain: str = "zonotope", timeout: float = 
     except _Deadline:
         status, cex = "timeout", None
     stats = {"time_s": time.perf_counter() - t0, "analyses": search.analyses, "boxes": search.boxes,
-             "samples": search.samples, "domain": domain}
+             "samples": search.samples, "max_depth": search.max_depth, "domain": domain}
     return Verdict(status, cex, stats)
 
 

@@ -324,7 +324,7 @@ def write_results_csv(path, rows: Sequence[InstanceResult]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def run_benchmark(directory, timeout_scale: float = 1.0, jobs: int = 1, out=None, domain: str = "zonotope",
+def run_benchmark(directory, timeout_scale: float = 1.0, jobs: int = 1, out=None, domain: str = "deeppoly",
                   progress: Callable[[int, int, InstanceResult], None] | None = None, executor: str = "local",
                   scheduler: str | None = None, *, limit: int | None = None, filter: str | None = None,
                   options: dict | None = None, guard_slack: float = GUARD_SLACK_S,
@@ -377,10 +377,13 @@ def _run_inline(tasks, opts, record, guard_slack, jobs) -> None:
         record(k, _finish(inst, run_instance(str(inst.onnx), str(inst.vnnlib), timeout, opts)))
 
 
-def _child(conn, onnx_path: str, vnnlib_path: str, timeout: float, opts: dict) -> None:
-    """Worker process body: run one instance and send its dict to the parent."""
+def _child(conn, onnx_path: str, vnnlib_path: str, timeout: float, opts: dict, threads: int) -> None:
+    """Worker process body: run one instance with at most ``threads`` BLAS/numba threads, send its dict."""
+    from .threads import thread_budget
+
     try:
-        conn.send(run_instance(onnx_path, vnnlib_path, timeout, opts))
+        with thread_budget(threads):
+            conn.send(run_instance(onnx_path, vnnlib_path, timeout, opts))
     except KeyboardInterrupt:
         pass
     finally:
@@ -412,7 +415,10 @@ def _run_local(tasks, opts, record, guard_slack, jobs) -> None:
     """A fresh process per instance, at most ``jobs`` at once; overrunning workers are killed."""
     from multiprocessing.connection import wait
 
+    from .threads import cores
+
     ctx = _mp_context()
+    threads = max(1, cores() // jobs)  # jobs x threads never oversubscribes the machine
     pending = list(enumerate(tasks))[::-1]
     running: dict = {}  # conn -> (k, inst, proc, start, deadline)
     try:
@@ -420,7 +426,7 @@ def _run_local(tasks, opts, record, guard_slack, jobs) -> None:
             while pending and len(running) < jobs:
                 k, (inst, timeout) = pending.pop()
                 recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child, args=(send, str(inst.onnx), str(inst.vnnlib), timeout, opts),
+                proc = ctx.Process(target=_child, args=(send, str(inst.onnx), str(inst.vnnlib), timeout, opts, threads),
                                    name=f"absint-{inst.name}", daemon=True)
                 proc.start()
                 send.close()

@@ -1,0 +1,203 @@
+"""Best-first branch and bound on the input box, bounding many sub-boxes per call with batched DeepPoly.
+
+For networks that are chains of Affine and ReLU layers (ACAS Xu, mnistfc) with few input dimensions
+of non-zero width. The property rows A y - b are the last layer; a disjunct of the unsafe set is
+empty on a box when some row's lower bound is positive. Each round pops the K hardest boxes (lowest
+best-row lower bound), halves each along the dimension of largest smear |Λ_i| x width_i of the lower
+bound y_r >= Λ x + c of its open disjuncts' best rows (ReluVal/Neurify, Wang et al. 2018), bounds the
+2K halves in one ``deeppoly_boxes`` call, and tries as counterexamples each half's centre and the box
+corner minimising Λ x (the relaxation's own minimiser), checked by a concrete forward pass. K adapts so
+that one round takes about ``ROUND_SECONDS`` (deadlines stay precise).
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .domains.deeppoly_batch import AffineReluChain, deeppoly_boxes
+
+#: target wall time of one round of batched bounding
+ROUND_SECONDS = 0.1
+#: bounds on the number of boxes split per round
+MIN_ROUND, MAX_ROUND = 4, 1024
+#: look-ahead branching (opt-in) only with at most this many splittable dimensions
+MAX_LOOKAHEAD = 8
+#: every this many rounds, a gradient attack on the currently hardest box
+ATTACK_EVERY = 32
+
+
+@dataclass(frozen=True)
+class RowSets:
+    """The property rows: A (R, n_out), b (R,), strict (R,), and each disjunct's slice of rows."""
+
+    A: np.ndarray
+    b: np.ndarray
+    strict: np.ndarray
+    slices: tuple[slice, ...]
+
+
+@dataclass
+class SplitOutcome:
+    """"holds", "unknown", or a counterexample (x, y); with the search statistics."""
+
+    result: str | tuple
+    boxes: int = 0
+    rounds: int = 0
+    max_depth: int = 0
+
+
+def _disjunct_scores(low: np.ndarray, rows: RowSets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per box and disjunct: proved empty, score (best row's lower bound), and the best row's index."""
+    proved = np.where(rows.strict, low >= 0, low > 0)
+    n, d = low.shape[0], len(rows.slices)
+    empty = np.zeros((n, d), bool)
+    score = np.full((n, d), np.inf)
+    best = np.zeros((n, d), np.intp)
+    for k, s in enumerate(rows.slices):
+        if s.stop <= s.start:
+            continue
+        empty[:, k] = proved[:, s].any(axis=1)
+        best[:, k] = s.start + np.argmax(low[:, s], axis=1)
+        score[:, k] = low[np.arange(n), best[:, k]]
+    return empty, score, best
+
+
+def _split_dims(coef: np.ndarray, best: np.ndarray, open_: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per box, the input dimension of largest Σ_open-disjuncts |Λ_best| x width (widest if all zero)."""
+    n = lo.shape[0]
+    width = hi - lo
+    smear = np.zeros_like(lo)
+    for k in range(best.shape[1]):
+        rows = coef[np.arange(n), best[:, k]]
+        smear += np.where(open_[:, k:k + 1], np.abs(rows) * width, 0.0)
+    smear[width <= 0] = -1.0
+    dims = np.argmax(smear, axis=1)
+    flat = smear.max(axis=1) <= 0
+    dims[flat] = np.argmax(width[flat], axis=1)
+    return dims
+
+
+def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.ndarray, *,
+                 forward: Callable[[np.ndarray], np.ndarray],
+                 check_counterexample: Callable[[np.ndarray], tuple | None],
+                 attack: Callable[[np.ndarray, np.ndarray], tuple | None],
+                 check_time: Callable[[], None], sound_fp: bool = True, lookahead: bool = False,
+                 out: SplitOutcome | None = None) -> SplitOutcome:
+    """Decide "no point of [lo0, hi0] reaches any disjunct" by input splitting (see the module docstring).
+
+    ``forward`` maps flat inputs (N, n_in) to outputs; ``check_counterexample(x)`` returns the re-checked
+    (x, y) or None; ``attack(lo, hi)`` is a gradient falsifier on one box; ``check_time`` raises at the
+    deadline. ``lookahead``: split each box along every dimension on trial and keep the dimension whose
+    halves have the best summed bound (ties to the smear dimension); measured on ACAS Xu it needs fewer
+    boxes on some instances (3_3 prop_1: 541 vs 1327) and far more on others (1_1 prop_3: > 29,000 vs
+    6,089), so smear is the default. ``out`` (updated as the search goes, so a caller keeps the statistics of a search stopped
+    by ``check_time``) is returned."""
+    out = out if out is not None else SplitOutcome("holds")
+
+    def bound(lo, hi):
+        res = deeppoly_boxes(chain, lo, hi, sound_fp, lower_coef=True)
+        out.boxes += len(lo)
+        return res, *_disjunct_scores(res.lower, rows)
+
+    root, empty, score, best = bound(lo0[None], hi0[None])
+    open_root = ~empty[0]
+    if not open_root.any():
+        return out
+    splittable = np.flatnonzero(hi0 > lo0)
+    queue: list = []
+    counter = 0
+    heapq.heappush(queue, (float(score[0][open_root].min()), counter, 0, lo0, hi0, open_root,
+                           int(_split_dims(root.lower_coef, best, open_root[None], lo0[None], hi0[None])[0])))
+    lookahead = lookahead and splittable.size <= MAX_LOOKAHEAD
+    k_round = MIN_ROUND
+    while queue:
+        check_time()
+        t0 = time.perf_counter()
+        items = [heapq.heappop(queue) for _ in range(min(k_round, len(queue)))]
+        # children of every item along every candidate dimension (look-ahead) or its smear dimension
+        cand = [(i, d) for i, it in enumerate(items) for d in (splittable if lookahead else (it[6],))
+                if it[3][d] < it[4][d]]
+        lo = np.empty((2 * len(cand), lo0.size))
+        hi = np.empty_like(lo)
+        for c, (i, d) in enumerate(cand):
+            l, h = items[i][3], items[i][4]
+            mid = l[d] + (h[d] - l[d]) / 2
+            lo[2 * c], hi[2 * c], lo[2 * c + 1], hi[2 * c + 1] = l, h, l, h
+            if l[d] < mid < h[d]:
+                hi[2 * c, d] = lo[2 * c + 1, d] = mid
+        res, empty, score, best = bound(lo, hi)
+        out.rounds += 1
+        parent_open = np.array([items[i][5] for i, _ in cand for _ in (0, 1)]).reshape(len(lo), -1)
+        still = parent_open & ~empty
+        child_score = np.where(still, score, np.inf).min(axis=1)
+        finite = child_score[np.isfinite(child_score)]
+        capped = np.minimum(child_score, (finite.max() if finite.size else 0.0) + 1.0)
+        pair = capped[0::2] + capped[1::2]
+        chosen = {}  # per item, the candidate with the best pair; ties go to the smear dimension
+        for c, (i, d) in enumerate(cand):
+            if np.array_equal(lo[2 * c], lo[2 * c + 1]):
+                continue
+            tie_break = 1e-9 * max(1.0, abs(pair[chosen[i]])) if i in chosen else 0.0
+            if i not in chosen or pair[c] > pair[chosen[i]] + tie_break or (
+                    pair[c] >= pair[chosen[i]] - tie_break and d == items[i][6]):
+                chosen[i] = c
+        if len(chosen) < len(items):
+            out.result = "unknown"  # a box that cannot be split further in floating point
+            return out
+        keep = np.array(sorted(2 * c + s for c in chosen.values() for s in (0, 1)))
+        live_all = np.flatnonzero(still.any(axis=1))
+        if live_all.size:
+            found = _try_minimisers(res.lower_coef, best, still, lo, hi, live_all, rows, forward, check_counterexample)
+            if found is not None:
+                out.result = found
+                return out
+        live = keep[still[keep].any(axis=1)]
+        if live.size:
+            dims = _split_dims(res.lower_coef[live], best[live], still[live], lo[live], hi[live])
+            for j, ch in enumerate(live):
+                depth = items[cand[ch // 2][0]][2] + 1
+                out.max_depth = max(out.max_depth, depth)
+                counter += 1
+                heapq.heappush(queue, (float(score[ch][still[ch]].min()), counter, depth, lo[ch], hi[ch], still[ch],
+                                       int(dims[j])))
+        if queue and out.rounds % ATTACK_EVERY == 0:
+            _, _, _, l, h, _, _ = queue[0]
+            found = attack(l, h)
+            if found is not None:
+                out.result = found
+                return out
+        elapsed = time.perf_counter() - t0
+        k_round = int(np.clip(k_round * ROUND_SECONDS / max(elapsed, 1e-4), MIN_ROUND, MAX_ROUND))
+    return out
+
+
+def _try_minimisers(coef, best, still, lo, hi, live, rows: RowSets, forward, check_counterexample):
+    """Forward the centre of each live box and, per open disjunct, the corner minimising its best row's
+    linear lower bound; return a re-checked counterexample or None."""
+    cands = [(lo[live] + hi[live]) / 2]
+    for k in range(best.shape[1]):
+        sel = live[still[live, k]]
+        if sel.size:
+            c = coef[sel, best[sel, k]]
+            cands.append(np.where(c > 0, lo[sel], hi[sel]))
+    x = np.vstack(cands)
+    y = forward(x)
+    d = y @ rows.A.T - rows.b
+    unsafe = np.zeros(len(x), bool)
+    for s in rows.slices:
+        if s.stop > s.start:
+            sat = np.where(rows.strict[s], d[:, s] < 0, d[:, s] <= 0).all(axis=1)
+            unsafe |= sat
+    for i in np.flatnonzero(unsafe)[:8]:
+        found = check_counterexample(x[i])
+        if found is not None:
+            return found
+    return None
+
+
+__all__ = ["RowSets", "SplitOutcome", "split_search"]

@@ -1,0 +1,92 @@
+"""Batched DeepPoly over many boxes: equals absint.analyze(domain="deeppoly") box by box, and is sound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import absint
+from absint.domains.deeppoly_batch import AffineReluChain, deeppoly_boxes
+from absint.network import Affine, Conv2d, Network, Node, ReLU, Reshape
+from absint.verify import spec_network
+from tests._bench import NO_BENCHMARKS, benchmark_networks
+
+
+def random_chain(rng, sizes=(4, 12, 12, 6)) -> Network:
+    nodes, prev = [], -1
+    for k in range(len(sizes) - 1):
+        w = rng.normal(size=(sizes[k + 1], sizes[k])) / np.sqrt(sizes[k])
+        nodes.append(Node(f"fc{k}", Affine(w, rng.normal(size=sizes[k + 1]) * 0.3), (prev,)))
+        prev = len(nodes) - 1
+        if k < len(sizes) - 2:
+            nodes.append(Node(f"relu{k}", ReLU(), (prev,)))
+            prev = len(nodes) - 1
+    return Network((sizes[0],), nodes)
+
+
+def random_boxes(rng, n_boxes, n_in, scale):
+    c = rng.normal(size=(n_boxes, n_in))
+    w = rng.random((n_boxes, n_in)) * scale
+    w[:, 0] = 0.0  # a zero-width dimension
+    return c - w, c + w
+
+
+def _networks():
+    nets = [pytest.param(random_chain(np.random.default_rng(s)), id=f"random{s}") for s in range(3)]
+    bench = [p for p in benchmark_networks() if "ACASXU_run2a_1_1" in p.name or "256x2" in p.name]
+    if bench:
+        nets += [pytest.param(p, id=p.stem[:20]) for p in bench]
+    else:
+        nets.append(pytest.param(None, marks=pytest.mark.skip(reason=NO_BENCHMARKS)))
+    return nets
+
+
+@pytest.mark.parametrize("sound_fp", [True, False])
+@pytest.mark.parametrize("net", _networks())
+def test_equals_deeppoly_box_by_box(net, sound_fp):
+    net = absint.load_onnx(net) if not isinstance(net, Network) else net
+    rng = np.random.default_rng(0)
+    wrapped = spec_network(net, rng.normal(size=(3, net.output_size)), rng.normal(size=3))
+    chain = AffineReluChain.from_network(wrapped)
+    lo, hi = random_boxes(rng, 12, net.input_size, 0.3 if net.input_size < 10 else 0.02)
+    if net.input_size > 10:
+        lo, hi = np.clip(lo, 0, 1), np.clip(np.maximum(hi, lo), 0, 1)
+    got = deeppoly_boxes(chain, lo, hi, sound_fp=sound_fp, lower_coef=True)
+    for b in range(len(lo)):
+        box = absint.Box(lo[b].reshape(net.input_shape), hi[b].reshape(net.input_shape))
+        ref = absint.analyze(wrapped, box, domain="deeppoly", sound_fp=sound_fp)
+        scale = max(1.0, np.abs(ref.lower).max())
+        np.testing.assert_allclose(got.lower[b], ref.lower, rtol=0, atol=1e-9 * scale)
+        np.testing.assert_allclose(got.upper[b], ref.upper, rtol=0, atol=1e-9 * scale)
+    assert got.lower_coef.shape == (len(lo), 3, net.input_size)
+
+
+def test_sound_on_samples_and_lower_coefficients_bound_below():
+    """Sampled outputs lie within the bounds, and y_i >= Λ_i x + c_i holds with c_i = lower_i - min_box Λ_i x."""
+    rng = np.random.default_rng(1)
+    net = random_chain(rng, (3, 16, 16, 16, 4))
+    chain = AffineReluChain.from_network(net)
+    lo, hi = random_boxes(rng, 40, 3, 1.0)
+    res = deeppoly_boxes(chain, lo, hi, lower_coef=True)
+    x = lo[:, None] + rng.random((40, 500, 3)) * (hi - lo)[:, None]
+    corners = np.where(rng.random((40, 64, 3)) < 0.5, lo[:, None], hi[:, None])
+    x = np.concatenate([x, corners], axis=1)
+    y = net.forward(x.reshape(-1, 3)).reshape(40, x.shape[1], -1)
+    assert (y >= res.lower[:, None]).all() and (y <= res.upper[:, None]).all()
+    assert np.mean(res.upper - res.lower) < np.inf
+    # the lower bound's linear function, shifted to its concretised value, stays below the samples
+    C = res.lower_coef
+    minimum = np.einsum("boi,bi->bo", np.maximum(C, 0), lo) + np.einsum("boi,bi->bo", np.minimum(C, 0), hi)
+    lin = np.einsum("boi,bsi->bso", C, x) - minimum[:, None] + res.lower[:, None]
+    assert (y >= lin - 1e-9).all()
+
+
+def test_chain_detection():
+    rng = np.random.default_rng(2)
+    assert AffineReluChain.from_network(random_chain(rng)) is not None
+    flat = Network((2, 2), [Node("flat", Reshape((4,)), (-1,)), Node("fc", Affine(np.eye(4), np.zeros(4)), (0,))])
+    assert AffineReluChain.from_network(flat) is not None
+    conv = Network((1, 3, 3), [Node("c", Conv2d(np.ones((1, 1, 2, 2)), np.zeros(1)), (-1,))])
+    assert AffineReluChain.from_network(conv) is None
+    with pytest.raises(ValueError, match="boxes must be"):
+        deeppoly_boxes(AffineReluChain.from_network(random_chain(rng)), np.zeros((2, 3)), np.zeros((2, 3)))

@@ -1,0 +1,81 @@
+"""absint.input_split: batched best-first input splitting decides properties that need splitting, both ways."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import absint
+from absint.domains.deeppoly_batch import AffineReluChain
+from absint.input_split import RowSets, SplitOutcome, split_search
+from absint.network import Network
+from absint.verify import spec_network
+from absint.vnnlib import parse_vnnlib
+from tests.domains.test_deeppoly_batch import random_chain
+
+
+def bump_net(seed: int = 1) -> Network:
+    """A random 2-16-16-1 ReLU chain whose DeepPoly bound over [0, 1]^2 needs a few splits near its maximum."""
+    return random_chain(np.random.default_rng(seed), (2, 16, 16, 1))
+
+
+def _grid_max(net):
+    g = np.linspace(0, 1, 801)
+    x = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    return net.forward(x).max()
+
+
+def _search(net, threshold, lookahead=False, check_time=lambda: None, out=None):
+    """Is y >= threshold reachable on [0, 1]^2? (unsafe row: -y <= -threshold)."""
+    A, b = np.array([[-1.0]]), np.array([-threshold])
+    chain = AffineReluChain.from_network(spec_network(net, A, b))
+    rows = RowSets(A, b, np.array([False]), (slice(0, 1),))
+
+    def check(x):
+        y = net.forward(x[None])[0]
+        return (x, y) if y[0] >= threshold and (0 <= x).all() and (x <= 1).all() else None
+
+    return split_search(chain, rows, np.zeros(2), np.ones(2), forward=net.forward, check_counterexample=check,
+                        attack=lambda lo, hi: None, check_time=check_time, lookahead=lookahead, out=out)
+
+
+@pytest.mark.parametrize("lookahead", [False, True])
+def test_decides_both_ways_near_the_true_maximum(lookahead):
+    net = bump_net()
+    top = _grid_max(net)
+    assert top > 0
+    holds = _search(net, top * 1.02 + 1e-3, lookahead)
+    assert holds.result == "holds" and holds.boxes > 1  # needs splitting: one box does not prove it
+    found = _search(net, top * 0.98, lookahead)
+    assert isinstance(found.result, tuple)
+    x, y = found.result
+    assert y[0] >= top * 0.98 and np.array_equal(net.forward(x[None])[0], y)
+
+
+def test_statistics_survive_a_deadline():
+    class Stop(Exception):
+        pass
+
+    calls = [0]
+
+    def check_time():
+        calls[0] += 1
+        if calls[0] > 3:
+            raise Stop
+
+    out = SplitOutcome("holds")
+    net = bump_net(0)  # y >= grid max + 1e-6 is reachable, but only found after ~27 rounds
+    with pytest.raises(Stop):
+        _search(net, _grid_max(net) + 1e-6, check_time=check_time, out=out)
+    assert out.rounds == 3 and out.boxes > 3 and out.max_depth >= 1
+
+
+def test_verify_uses_batched_splitting_for_chains():
+    """absint.verify with DeepPoly on an Affine/ReLU chain reports the splitting statistics."""
+    net = bump_net()
+    top = _grid_max(net)
+    text = ("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
+            "(assert (>= X_0 0))\n(assert (<= X_0 1))\n(assert (>= X_1 0))\n(assert (<= X_1 1))\n"
+            f"(assert (>= Y_0 {float(top * 1.02 + 1e-3)!r}))\n")
+    v = absint.verify(net, parse_vnnlib(text, net), domain="deeppoly", timeout=30)
+    assert v.status == "holds" and v.stats["boxes"] > 1 and v.stats["max_depth"] >= 1
