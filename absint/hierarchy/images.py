@@ -52,7 +52,8 @@ class ImageFormat:
         for name in ("mean", "std"):
             v = getattr(self, name)
             if len(v) not in (1, channels):
-                raise ShapeError(f"--{name} needs 1 or {channels} values (one per channel), got {len(v)}")
+                wanted = "1 value" if channels == 1 else f"1 or {channels} values (one per channel)"
+                raise ShapeError(f"--{name} needs {wanted} for an input of shape {self.input_shape}, got {len(v)}")
         if not self.scale > 0 or any(not s > 0 for s in self.std):
             raise ValueError(f"scale and std must be positive, got scale {self.scale}, std {self.std}")
 
