@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import copy
+import contextlib
+import io
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -304,3 +307,39 @@ def test_soundness_on_oval21(benchmarks):
                 if res.status is Status.UNSAFE:
                     _check_counterexample(net, box, r, res.level)
     assert proved > 0
+
+
+# ------------------------------------------------------------------------- case study
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_notebook(path: Path, cwd: Path) -> str:
+    """Execute the code cells of a notebook in one namespace (no Jupyter needed); the printed output."""
+    nb = json.loads(path.read_text())
+    namespace: dict = {"__name__": "__notebook__"}
+    out = io.StringIO()
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out):
+            for k, cell in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
+                exec(compile("".join(cell["source"]), f"{path.name}[code cell {k}]", "exec"), namespace)
+    finally:
+        os.chdir(old)
+    return out.getvalue()
+
+
+def test_case_study_notebook_runs():
+    """The notebook's quick run (oval21 cifar_base_kw, or the digits MLP without benchmarks) asserts that
+    abstract safety is at least as frequent as robustness; the plot cell degrades without matplotlib."""
+    pytest.importorskip("sklearn")
+    text = run_notebook(REPO / "notebooks" / "cifar10_hierarchy.ipynb", REPO / "notebooks")
+    assert "safe L1" in text and "robust" in text
+
+
+def test_case_study_checks_the_implication():
+    import perf.hierarchy_case_study as cs
+
+    headers = ["net", "eps (/255)", "domain", "images", "robust", "safe L1", "safe L2"]
+    assert cs.check_implication(headers, [["n", "1", "deeppoly", 3, 2, 3, 2]]) == []
+    assert len(cs.check_implication(headers, [["n", "1", "deeppoly", 3, 2, 1, 2]])) == 1
