@@ -1,4 +1,5 @@
-"""The ``absint`` command line: ``info``, ``bounds``, ``plan``, ``verify``, ``run-benchmark``, ``demo``, ``--version``.
+"""The ``absint`` command line: ``info``, ``bounds``, ``plan``, ``verify``, ``run-benchmark``, ``demo``,
+``hierarchy``, ``--version``.
 
 Errors print one line ``absint: error: ...`` on stderr and exit 1 (2 for usage errors, 130 on
 Ctrl-C); ``--debug`` shows the traceback instead.
@@ -328,6 +329,94 @@ def _run_run_benchmark(args: argparse.Namespace) -> int:
 
 register_command("run-benchmark", "verify every instance of a VNN-COMP benchmark folder", _configure_run_benchmark,
                  _run_run_benchmark)
+
+
+# -------------------------------------------------------------------------- hierarchy
+def _radius(text: str) -> float:
+    from .hierarchy.images import parse_eps
+
+    try:
+        return parse_eps(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _configure_hierarchy(p: argparse.ArgumentParser) -> None:
+    from .hierarchy import BUNDLED
+    from .hierarchy.images import Layout
+
+    p.add_argument("network", help="ONNX file (a classifier: one output per class)")
+    p.add_argument("--hierarchy", required=True, metavar="H.json",
+                   help=f"class hierarchy file, or a bundled one: {', '.join(BUNDLED)}")
+    p.add_argument("--data", required=True, metavar="CSV", help="images: label, then the pixel values, one per line")
+    p.add_argument("--eps", required=True, type=_radius, metavar="E",
+                   help="L-inf radius in scaled pixel units (after --scale, before --mean/--std), e.g. 2/255")
+    p.add_argument("--domain", choices=DOMAINS, default="deeppoly")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images")
+    p.add_argument("--out", metavar="CSV", default=None, help="write one row per image here")
+    p.add_argument("--scale", type=_positive_float, default=1.0, help="divide pixel values by this (e.g. 255)")
+    p.add_argument("--mean", type=float, nargs="+", default=[0.0], metavar="M", help="per-channel mean (1 or C values)")
+    p.add_argument("--std", type=_positive_float, nargs="+", default=[1.0], metavar="S",
+                   help="per-channel standard deviation (1 or C values)")
+    p.add_argument("--layout", choices=[m.value for m in Layout], default="CHW",
+                   help="pixel order in the CSV: CHW (channel planes) or HWC (channels interleaved, ERAN CIFAR)")
+    p.add_argument("--no-clip", action="store_true", help="do not clip the perturbed pixels to [0, 1]")
+    p.add_argument("--timeout", type=_positive_float, default=None, metavar="S", help="seconds per image")
+    p.add_argument("--seed", type=int, default=0, help="seed of the counterexample search")
+
+
+def _load_hierarchy_arg(text: str, n_outputs: int):
+    from pathlib import Path
+
+    from .hierarchy import BUNDLED, bundled_path, load_hierarchy
+
+    path = Path(text)
+    if not path.exists() and text in BUNDLED:
+        path = bundled_path(text)
+    elif not path.is_file():
+        raise FileNotFoundError(f"no hierarchy file {text!r} (bundled hierarchies: {', '.join(BUNDLED)})")
+    return load_hierarchy(path, n_outputs=n_outputs)
+
+
+def _run_hierarchy(args: argparse.Namespace) -> int:
+    import time
+
+    from .hierarchy import HierarchyOptions
+    from .hierarchy.images import ImageFormat, Layout, read_image_csv
+    from .hierarchy.report import summary_table, verify_images, write_per_image_csv
+    from .vnncomp import load_network
+
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    net = load_network(args.network)
+    hierarchy = _load_hierarchy_arg(args.hierarchy, net.output_size)
+    fmt = ImageFormat(tuple(net.input_shape), args.scale, tuple(args.mean), tuple(args.std), Layout(args.layout),
+                      None if args.no_clip else (0.0, 1.0))
+    labels, values = read_image_csv(args.data, net.input_size, args.limit)
+    options = HierarchyOptions(seed=args.seed, timeout=args.timeout)
+    t0 = time.perf_counter()
+
+    def progress(done: int, total: int, r) -> None:
+        levels = " ".join(f"L{res.level}={res.status.value}" for res in r.levels)
+        print(f"[{done}/{total}] label {r.label} prediction {r.prediction}: {levels} ({r.stats['time_s']:.2f} s)",
+              file=sys.stderr, flush=True)
+
+    results = verify_images(net, hierarchy, fmt, labels, values, args.eps, args.domain, options, progress)
+    print(f"{args.network}: hierarchy {hierarchy.name!r} (levels 0..{hierarchy.depth}), eps {args.eps:.6g}, "
+          f"{args.domain}, {len(results)} images in {time.perf_counter() - t0:.1f} s")
+    headers, rows = summary_table(hierarchy, results)
+    print(format_table(headers, rows, align="ll" + "r" * (len(headers) - 2)))
+    print(f"abstract safe at some level but not robust: {sum(r.abstract_only for r in results)} of "
+          f"{len(results)} images; accuracy at the centres: {sum(r.prediction == r.label for r in results)} "
+          f"of {len(results)}")
+    if args.out:
+        write_per_image_csv(args.out, hierarchy, results)
+        print(f"per-image results written to {args.out}")
+    return 0
+
+
+register_command("hierarchy", "abstract safety of a classifier under a class hierarchy, over a CSV of images",
+                 _configure_hierarchy, _run_hierarchy)
 
 
 # ------------------------------------------------------------------------------- main

@@ -147,6 +147,26 @@ def _falsify(search: _Search, region: Region, lo: np.ndarray, hi: np.ndarray, A,
     return None
 
 
+def falsify(net: Network, region: Region, *, samples: int = 256, pgd_steps: int = 20,
+            rng: np.random.Generator | int | None = 0, deadline: float | None = None
+            ) -> tuple[np.ndarray, np.ndarray] | None:
+    """A counterexample (x, y) of one region (x in its box, y = net.forward(x) in a disjunct), or None.
+
+    Random points of the box, then projected signed-gradient descent (PGD, Madry et al. 2018) of each
+    disjunct's margin max_i (A_i y - b_i) from its best starts; the disjuncts are tried in the order
+    given. Every returned pair is re-checked by ``net.forward``. ``deadline``: a ``time.perf_counter()``
+    value after which the search gives up (returns None)."""
+    A, b, _, slices = _stack(region.unsafe)
+    if not slices:
+        return None
+    search = _Search(net, np.inf if deadline is None else deadline, np.random.default_rng(rng), "", {})
+    lo, hi = region.lower.ravel().astype(np.float64), region.upper.ravel().astype(np.float64)
+    try:
+        return _falsify(search, region, lo, hi, A, b, slices, samples, pgd_steps)
+    except _Deadline:
+        return None
+
+
 def _bound(search: _Search, net_rows: Network, lo: np.ndarray, hi: np.ndarray, strict: np.ndarray,
            slices: list[slice]) -> tuple[np.ndarray, np.ndarray]:
     """Per disjunct: whether it is proved empty over [lo, hi], and its score (max_i lower bound of A_i y - b_i)."""
@@ -285,4 +305,4 @@ def verify(net: Network, spec: Spec, domain: str = "deeppoly", timeout: float = 
     return Verdict(status, cex, stats)
 
 
-__all__ = ["verify", "Verdict", "spec_network", "STATUSES", "VNNCOMP_RESULT"]
+__all__ = ["verify", "Verdict", "spec_network", "falsify", "STATUSES", "VNNCOMP_RESULT"]
