@@ -92,6 +92,7 @@ class BenchResult:
     sizes: dict[str, int]
     rows: list[TaskResult]
     entries: list[Entry]
+    accept_rate: float = 0.95
 
 
 def build_monitors(net: Network, options: BenchOptions) -> list[Entry]:
@@ -177,7 +178,7 @@ def run_bench(net: Network, case: MonitorCase, options: BenchOptions = BenchOpti
     accuracy = {name: float(np.mean(preds[name] == labels[name])) for name in preds}
     sizes = {"fit": len(case.fit), "val": len(case.val), "test": len(case.test),
              **{f"ood:{k}": len(v) for k, v in case.ood.items()}}
-    return BenchResult(net.name, case.name, case.note, accuracy, sizes, rows, entries + fusions)
+    return BenchResult(net.name, case.name, case.note, accuracy, sizes, rows, entries + fusions, options.accept_rate)
 
 
 # --------------------------------------------------------------------------------------------- output
@@ -201,8 +202,9 @@ def format_report(result: BenchResult, detail_tasks: tuple[str, ...] = (OOD_ALL,
         rows = [r for r in result.rows if r.task == task]
         if not rows:
             continue
-        parts += ["", f"{task}: {rows[0].n_in} in-distribution vs {rows[0].n_out} positives; threshold accepts "
-                      f"95 % of correct validation predictions; baseline hazard {_f(rows[0].baseline_hazard)}"]
+        parts += ["", f"{task}: {rows[0].n_in} negatives vs {rows[0].n_out} positives; the threshold accepts "
+                      f"{result.accept_rate:.0%} of the correct validation predictions; hazard without a monitor "
+                      f"{_f(rows[0].baseline_hazard)}"]
         parts.append(format_table(
             ["monitor", "layer", "AUROC", "FPR95", "AUPR", "safety gain", "resid. hazard", "avail. cost",
              "coverage", "AURC"],
