@@ -50,9 +50,9 @@ class BoxMonitor:
             for j in range(assign.max() + 1):
                 member = fc[assign == j]
                 a, b = member.min(axis=0), member.max(axis=0)
-                mid, half = (a + b) / 2, (b - a) / 2 * (1 + self.options.enlargement)
-                lo.append(mid - half)
-                hi.append(mid + half)
+                grow = (b - a) / 2 * self.options.enlargement     # tau = 0 keeps the exact bounding box
+                lo.append(a - grow)
+                hi.append(b + grow)
                 owner.append(c)
         self.lower, self.upper = np.array(lo), np.array(hi)
         self.owner = np.array(owner, np.int64)
