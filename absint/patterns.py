@@ -81,6 +81,10 @@ class LayerDB:
     counts: np.ndarray        # (u,) int64
     class_ptr: np.ndarray     # (n_classes + 1,) int64
 
+    def __post_init__(self):
+        # word-major copy (words, u) for the search kernels: one contiguous vector per word
+        object.__setattr__(self, "_by_word", np.ascontiguousarray(np.asarray(self.patterns, np.uint64).T))
+
     @property
     def n_classes(self) -> int:
         return len(self.class_ptr) - 1
@@ -99,10 +103,13 @@ class LayerDB:
         is given; over every class otherwise) and that row's index; -1, -1 when there is none."""
         P = np.ascontiguousarray(P, dtype=np.uint64)
         dist, idx = np.zeros(len(P), np.int64), np.zeros(len(P), np.int64)
+        if len(P) and P.shape[1] != self._by_word.shape[0]:
+            raise ValueError(f"layer {self.name!r}: patterns of {P.shape[1]} words, the database holds "
+                             f"{self._by_word.shape[0]}")
         if classes is None:
-            return hamming_nearest(P, self.patterns, dist, idx)
+            return hamming_nearest(P, self._by_word, dist, idx)
         classes = np.ascontiguousarray(classes, dtype=np.int64)
-        return hamming_nearest_grouped(P, classes, self.patterns, self.class_ptr, dist, idx)
+        return hamming_nearest_grouped(P, classes, self._by_word, self.class_ptr, dist, idx)
 
     def distance(self, P: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
         """Normalised Hamming distance d / n_bits to the nearest known pattern; 1.0 when none is known."""

@@ -2,7 +2,9 @@
 
 A pattern of n neurons is ``ceil(n / 64)`` uint64 words; neuron j is bit ``j % 64`` of word
 ``j // 64`` (bits past n are zero). The Hamming distance of two patterns is
-``sum_w popcount(a_w XOR b_w)``; popcount is LLVM's ``ctpop`` (one POPCNT instruction on x86-64).
+``sum_w popcount(a_w XOR b_w)``; popcount is LLVM's ``ctpop`` (one POPCNT instruction on x86-64,
+vectorised where the loop allows). The nearest-pattern search takes the stored patterns word-major
+(words, n_stored) so that each word of a block of candidates is one contiguous vector.
 """
 
 import numpy as np
@@ -93,46 +95,72 @@ def hamming_matrix(Q, D, out):
     return out
 
 
-@kernel
-def _nearest_in_range(Q, i, D, start, stop):
-    """(distance, index) of the row of D[start:stop] nearest to Q[i]; first index wins ties; (-1, -1) if empty.
+#: stored patterns compared per block in the nearest-pattern search (an int32 buffer of this length)
+SEARCH_BLOCK = 1024
 
-    Stops summing a candidate's words once the partial count exceeds the best so far, and the
-    whole search at distance 0.
+
+@kernel
+def _nearest_in_range(Q, i, DW, start, stop):
+    """(distance, index) of the stored pattern in columns start:stop of DW nearest to Q[i]; first index
+    wins ties; (-1, -1) if the range is empty.
+
+    DW is word-major (words, n_stored): each block of SEARCH_BLOCK candidates accumulates
+    popcount(q_k XOR DW[k, j]) word by word into an int32 buffer (contiguous, so LLVM vectorises the
+    popcounts), then takes the block minimum; the search stops at distance 0.
     """
-    w = Q.shape[1]
-    best = -1
+    w = DW.shape[0]
+    if stop <= start:
+        return -1, -1
+    if w == 0:                     # zero-width patterns: every stored one is at distance 0
+        return 0, start
+    buf = np.empty(SEARCH_BLOCK, np.int32)
+    best = np.int32(2147483647)
     arg = -1
-    for j in range(start, stop):
-        c = 0
-        for k in range(w):
-            c += _ctpop64(Q[i, k] ^ D[j, k])
-            if best >= 0 and c >= best:
-                break
-        if best < 0 or c < best:
-            best = c
-            arg = j
-            if c == 0:
-                break
-    return best, arg
+    for j0 in range(start, stop, SEARCH_BLOCK):
+        n = min(stop, j0 + SEARCH_BLOCK) - j0
+        q = Q[i, 0]
+        row = DW[0, j0:j0 + n]
+        for j in range(n):
+            buf[j] = np.int32(_ctpop64(q ^ row[j]))
+        for k in range(1, w):
+            q = Q[i, k]
+            row = DW[k, j0:j0 + n]
+            for j in range(n):
+                buf[j] += np.int32(_ctpop64(q ^ row[j]))
+        m = best
+        for j in range(n):
+            m = min(m, buf[j])
+        if m < best:
+            for j in range(n):
+                if buf[j] == m:
+                    arg = j0 + j
+                    break
+            best = m
+        if best == 0:
+            break
+    if arg < 0:
+        return -1, -1
+    return int(best), arg
 
 
 @kernel(parallel=True)
-def hamming_nearest(Q, D, dist, idx):
-    """dist[i], idx[i] = min_j Hamming(Q[i], D[j]) and its first argmin; -1, -1 when D is empty."""
-    nd = D.shape[0]
+def hamming_nearest(Q, DW, dist, idx):
+    """dist[i], idx[i] = min_j Hamming(Q[i], D[j]) and its first argmin; -1, -1 when D is empty.
+
+    Q (nq, words) row-major; the stored patterns D are passed word-major, DW = D.T (words, n_stored)."""
+    nd = DW.shape[1]
     for i in prange(Q.shape[0]):
-        d, a = _nearest_in_range(Q, i, D, 0, nd)
+        d, a = _nearest_in_range(Q, i, DW, 0, nd)
         dist[i] = d
         idx[i] = a
     return dist, idx
 
 
 @kernel(parallel=True)
-def hamming_nearest_grouped(Q, group, D, group_ptr, dist, idx):
-    """Nearest pattern of Q[i] among D[group_ptr[g]:group_ptr[g + 1]], g = group[i] (rows of D sorted by
-    group, e.g. by predicted class): distance and row index, -1, -1 when that group is empty or g is out
-    of range."""
+def hamming_nearest_grouped(Q, group, DW, group_ptr, dist, idx):
+    """Nearest pattern of Q[i] among the stored columns group_ptr[g]:group_ptr[g + 1] of DW (word-major,
+    columns sorted by group, e.g. predicted class), g = group[i]: distance and column index; -1, -1 when
+    that group is empty or g is out of range."""
     n_groups = group_ptr.shape[0] - 1
     for i in prange(Q.shape[0]):
         g = group[i]
@@ -140,7 +168,7 @@ def hamming_nearest_grouped(Q, group, D, group_ptr, dist, idx):
             dist[i] = -1
             idx[i] = -1
             continue
-        d, a = _nearest_in_range(Q, i, D, group_ptr[g], group_ptr[g + 1])
+        d, a = _nearest_in_range(Q, i, DW, group_ptr[g], group_ptr[g + 1])
         dist[i] = d
         idx[i] = a
     return dist, idx
@@ -154,6 +182,7 @@ def _warmup():
     popcount_rows(P, np.zeros(2, dtype=np.int64))
     hamming_matrix(P, P, np.zeros((2, 2), dtype=np.int64))
     dist, idx = np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.int64)
-    hamming_nearest(P, P, dist, idx)
-    hamming_nearest_grouped(P, np.zeros(2, dtype=np.int64), P, np.array([0, 2], dtype=np.int64), dist, idx)
+    PW = np.ascontiguousarray(P.T)
+    hamming_nearest(P, PW, dist, idx)
+    hamming_nearest_grouped(P, np.zeros(2, dtype=np.int64), PW, np.array([0, 2], dtype=np.int64), dist, idx)
     popcount64(np.uint64(3))

@@ -59,7 +59,7 @@ def test_hamming_against_reference(nq, nd, d):
         Q[0] = D[nd // 2]                                  # an exact hit: distance 0
     m = hamming_matrix(Q, D, np.zeros((nq, nd), np.int64))
     assert np.array_equal(m, ref.hamming_matrix(Q, D, d))
-    dist, idx = hamming_nearest(Q, D, np.zeros(nq, np.int64), np.zeros(nq, np.int64))
+    dist, idx = hamming_nearest(Q, np.ascontiguousarray(D.T), np.zeros(nq, np.int64), np.zeros(nq, np.int64))
     want_d, want_i = ref.nearest(Q, D, d)
     assert np.array_equal(dist, want_d) and np.array_equal(idx, want_i)
 
@@ -71,9 +71,27 @@ def test_hamming_nearest_grouped(d):
     ptr = np.array([0, 10, 10, 25, 30], np.int64)          # group 1 is empty
     Q, _ = _packed(rng, 12, d)
     group = np.array([0, 1, 2, 3, 0, 1, 2, 3, -1, 4, 2, 0], np.int64)
-    dist, idx = hamming_nearest_grouped(Q, group, D, ptr, np.zeros(12, np.int64), np.zeros(12, np.int64))
+    DW = np.ascontiguousarray(D.T)
+    dist, idx = hamming_nearest_grouped(Q, group, DW, ptr, np.zeros(12, np.int64), np.zeros(12, np.int64))
     want_d, want_i = ref.nearest_grouped(Q, group, D, ptr, d)
     assert np.array_equal(dist, want_d) and np.array_equal(idx, want_i)
     assert dist[1] == -1 and dist[8] == -1 and dist[9] == -1
-    e, f = hamming_nearest_grouped(Q[:0], group[:0], D, ptr, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    e, f = hamming_nearest_grouped(Q[:0], group[:0], DW, ptr, np.zeros(0, np.int64), np.zeros(0, np.int64))
     assert e.shape == f.shape == (0,)
+
+
+def test_nearest_across_search_blocks_and_ties():
+    """More stored patterns than one search block; ties resolve to the first index, as the reference."""
+    from kernels.patterns import SEARCH_BLOCK
+
+    rng = np.random.default_rng(11)
+    n = 2 * SEARCH_BLOCK + 37
+    D, _ = _packed(rng, n, 100)
+    D[n - 5] = D[SEARCH_BLOCK + 3]                        # duplicate in a later block
+    Q, _ = _packed(rng, 20, 100)
+    Q[0] = D[n - 5]
+    Q[1] = D[2 * SEARCH_BLOCK + 1] ^ np.array([1, 0], np.uint64)
+    dist, idx = hamming_nearest(Q, np.ascontiguousarray(D.T), np.zeros(20, np.int64), np.zeros(20, np.int64))
+    want_d, want_i = ref.nearest(Q, D, 100)
+    assert np.array_equal(dist, want_d) and np.array_equal(idx, want_i)
+    assert idx[0] == SEARCH_BLOCK + 3 and dist[0] == 0
