@@ -241,7 +241,7 @@ def plot_risk_coverage(result: BenchResult, path, tasks: tuple[str, ...] = (OOD_
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for r in (r for r in result.rows if r.task == task):
-            ax.step(r.curve[0], r.curve[1], where="post", label=f"{r.monitor}@{r.layer} ({r.aurc:.3f})", lw=1)
+            ax.step(r.curve[0], r.curve[1], where="pre", label=f"{r.monitor}@{r.layer} ({r.aurc:.3f})", lw=1)
         ax.set(title=f"{result.network}: {task}", xlabel="coverage", ylabel="risk", xlim=(0, 1))
         ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
