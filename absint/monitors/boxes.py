@@ -54,6 +54,8 @@ class BoxMonitor:
                 lo.append(a - grow)
                 hi.append(b + grow)
                 owner.append(c)
+        if not lo:
+            raise ValueError("box monitor: no correctly classified fitting input to build a box from")
         self.lower, self.upper = np.array(lo), np.array(hi)
         self.owner = np.array(owner, np.int64)
         spread = f.std(axis=0) if len(f) else np.ones(f.shape[1])

@@ -97,6 +97,8 @@ def test_box_monitor(layer):
     assert big.score({"L": probe}, np.array([c]))[0] <= m.score({"L": probe}, np.array([c]))[0]
     # only correctly classified points are boxed; an unseen class falls back to all boxes
     assert np.isfinite(m.score({"L": f[:3]}, np.array([7, 7, 7]))).all()
+    with pytest.raises(ValueError, match="no correctly classified"):
+        BoxMonitor("L").fit({"L": f}, y, (y + 1) % 3)
 
 
 def test_hamming_monitor(layer):
