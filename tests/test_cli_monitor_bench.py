@@ -36,11 +36,11 @@ def test_monitor_bench_digits(tmp_path, capsys):
 
 
 def test_monitor_bench_errors(capsys):
-    assert main(["monitor-bench", "digits_mlp", "--monitors", "nope"]) == 1
+    assert main(["monitor-bench", "digits_mlp", "--monitors", "nope", "--ood", "noise"]) == 1
     assert "unknown monitor 'nope'" in capsys.readouterr().err
-    assert main(["monitor-bench", "digits_mlp", "--data", "csv"]) == 1
+    assert main(["monitor-bench", "digits_mlp", "--data", "csv", "--ood", "noise"]) == 1
     assert "needs a data file" in capsys.readouterr().err
-    assert main(["monitor-bench", "digits_mlp", "--fusion", "median"]) == 1
+    assert main(["monitor-bench", "digits_mlp", "--fusion", "median", "--ood", "noise"]) == 1
     assert "unknown fusion rule" in capsys.readouterr().err
 
 

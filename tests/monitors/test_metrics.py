@@ -47,7 +47,7 @@ def test_roc_curve_and_fpr95_equal_sklearn():
 def test_bench_figures_equal_sklearn_on_monitor_scores():
     """The benchmark's AUROC / AUPR are those scikit-learn gives for the same scores."""
     from absint.monitors.bench import OOD_ALL, BenchOptions, run_bench
-    from tests.monitors.conftest import small_case
+    from tests.monitors._cases import small_case
     import absint.zoo as zoo
 
     net = zoo.load("digits_mlp")

@@ -1,9 +1,6 @@
-"""Shared data for the monitor tests: the digits case (scikit-learn digits, zoo splits)."""
+"""A reduced digits case for quick monitor tests (import as ``tests.monitors._cases``)."""
 
 from __future__ import annotations
-
-import numpy as np
-import pytest
 
 from absint.monitors.cases import MonitorCase, Split
 
@@ -15,9 +12,3 @@ def small_case(net, n_test: int = 60) -> MonitorCase:
     case = digits_case(net.input_shape, ood=("noise", "inverted"))
     return MonitorCase(case.name, case.fit, case.val, Split(case.test.x[:n_test], case.test.y[:n_test]),
                        {k: v[:n_test] for k, v in case.ood.items()}, case.note)
-
-
-@pytest.fixture(scope="session")
-def digits_available():
-    pytest.importorskip("sklearn")
-    return True
