@@ -1,5 +1,5 @@
 """The ``absint`` command line: ``info``, ``bounds``, ``plan``, ``verify``, ``run-benchmark``, ``demo``,
-``hierarchy``, ``--version``.
+``hierarchy``, ``monitor-bench``, ``--version``.
 
 Errors print one line ``absint: error: ...`` on stderr and exit 1 (2 for usage errors, 130 on
 Ctrl-C); ``--debug`` shows the traceback instead.
@@ -418,6 +418,75 @@ def _run_hierarchy(args: argparse.Namespace) -> int:
 register_command("hierarchy", "abstract safety of a classifier under a class hierarchy, over a CSV of images",
                  _configure_hierarchy, _run_hierarchy)
 
+# ----------------------------------------------------------------------- monitor-bench
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _configure_monitor_bench(p: argparse.ArgumentParser) -> None:
+    from .monitors import CASES, FUSION_RULES, MONITORS
+    from .monitors.bench import BenchOptions
+    from .monitors.ood import DEFAULT_OOD, OOD_SETS
+
+    d = BenchOptions()
+    p.add_argument("network", help="ONNX file, or a bundled zoo network (digits_mlp, digits_cnn)")
+    p.add_argument("--data", choices=list(CASES), default="digits",
+                   help="in-distribution data: digits (scikit-learn digits, zoo splits) or csv (--data-file)")
+    p.add_argument("--data-file", metavar="CSV", default=None,
+                   help="label-first CSV of images, pixels 0..255 (with --data csv), e.g. the MNIST test rows")
+    p.add_argument("--monitors", type=_names, default=d.monitors, metavar="LIST",
+                   help=f"comma-separated monitor types (default all: {','.join(MONITORS)})")
+    p.add_argument("--layer-fusion", type=_names, default=d.layer_fusion, metavar="RULES",
+                   help=f"rules combining each monitor type's layers ({','.join(FUSION_RULES)}; '' for none)")
+    p.add_argument("--fusion", type=_names, default=d.fusion, metavar="RULES",
+                   help="rules combining all monitors (default max,mean,logistic; '' for none)")
+    p.add_argument("--ood", type=_names, default=DEFAULT_OOD, metavar="LIST",
+                   help=f"OoD sets ({','.join(OOD_SETS)})")
+    p.add_argument("--accept", type=float, default=d.accept_rate, metavar="RATE",
+                   help="share of correct validation predictions the threshold accepts (default 0.95)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the splits and OoD sets")
+    p.add_argument("--csv", metavar="FILE", default=None, help="write every figure, one row per monitor and task")
+    p.add_argument("--plot", metavar="PNG", default=None, help="risk/coverage curves (needs matplotlib: extra 'plot')")
+
+
+def _load_named_network(text: str) -> Network:
+    from pathlib import Path
+
+    from . import zoo
+    from .onnx_import import load_onnx
+
+    stem = text[:-5] if text.endswith(".onnx") else text
+    if not Path(text).exists() and stem in zoo.BUNDLED_NETWORKS:
+        return zoo.load(stem)
+    return load_onnx(text)
+
+
+def _run_monitor_bench(args: argparse.Namespace) -> int:
+    from .monitors import CASES
+    from .monitors.bench import BenchOptions, format_report, plot_risk_coverage, run_bench, write_csv
+
+    if not 0 < args.accept <= 1:
+        raise ValueError(f"--accept must be in (0, 1], got {args.accept}")
+    net = _load_named_network(args.network)
+    case = CASES[args.data](net.input_shape, args.ood, args.seed, path=args.data_file)
+    options = BenchOptions(monitors=args.monitors, layer_fusion=args.layer_fusion, fusion=args.fusion,
+                           accept_rate=args.accept)
+    result = run_bench(net, case, options)
+    print(format_report(result))
+    if args.csv:
+        write_csv(result, args.csv)
+        print(f"figures written to {args.csv}")
+    if args.plot:
+        if plot_risk_coverage(result, args.plot):
+            print(f"risk/coverage plot written to {args.plot}")
+        else:
+            print("no plot: matplotlib is not installed (pip install absint[plot])", file=sys.stderr)
+    return 0
+
+
+register_command("monitor-bench", "fit runtime monitors of internal layers and report OoD / error detection",
+                 _configure_monitor_bench, _run_monitor_bench)
+
 
 # ------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
@@ -446,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("absint: interrupted", file=sys.stderr)
         return 130
-    except (AbsintError, StorageError, OSError, ValueError) as exc:
+    except (AbsintError, StorageError, OSError, ValueError, ImportError) as exc:
         if args.debug:
             raise
         print(f"absint: error: {exc}", file=sys.stderr)
