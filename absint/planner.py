@@ -88,7 +88,7 @@ class Plan:
         return self
 
     def storage_for(self, index: int) -> str:
-        return self.layers[index].choice if self.layers else self.storage
+        return self.layers[index].choice if self.layers else self.input_storage  # DeepPoly: no stores
 
     @property
     def peak_bytes(self) -> int:

@@ -86,6 +86,10 @@ def test_deeppoly_budget_sets_block_size_and_same_bounds(cifar):
     np.testing.assert_allclose(tight.upper, free.upper, rtol=1e-9, atol=1e-12)
     with pytest.raises(MemoryBudgetError, match="DeepPoly"):
         absint.analyze(net, box, domain="deeppoly", memory_budget="100KiB")
+    for storage in ("auto", "hdf5", "csr"):  # DeepPoly keeps no noise symbols: any storage name is accepted
+        other = absint.analyze(net, box, domain="deeppoly", storage=storage, memory_budget="12MiB")
+        np.testing.assert_array_equal(other.lower, tight.lower)
+        np.testing.assert_array_equal(other.upper, tight.upper)
 
 
 @pytest.mark.parametrize("exc", [RuntimeError("injected"), KeyboardInterrupt()])
