@@ -19,6 +19,7 @@ import resource
 import subprocess
 import sys
 import threading
+import time
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
@@ -126,3 +127,14 @@ def run_child(cmd: list[str], tag: str, timeout: float | None, cwd: str | None =
     code = proc.returncode
     why = f"killed by signal {-code}" if code < 0 else f"exit {code}"
     return {"status": "crash", "error": f"{why}: {tail[:160]}"}
+
+
+def times_ms(fn, repeat: int) -> list[float]:
+    """Wall times of ``repeat`` calls of fn(), in milliseconds (after one untimed warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(1e3 * (time.perf_counter() - t0))
+    return times

@@ -28,22 +28,12 @@ from kernels.conv import conv2d_rows, conv2d_rows_parallel, conv2d_rows_serial  
 from kernels.interval import interval_affine, interval_affine_parallel, interval_affine_serial  # noqa: E402
 from kernels.reductions import abs_row_sum_parallel, abs_row_sum_serial  # noqa: E402
 from kernels.relu import deepz_relu, scale_columns  # noqa: E402
-
-
-def times_ms(fn, repeat: int) -> np.ndarray:
-    """Wall times of ``repeat`` calls of fn(), in milliseconds (after one untimed call)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * np.array(times)
+from perf._measure import times_ms  # noqa: E402
 
 
 def median_ms(fn, repeat: int) -> float:
     """Median wall time of ``repeat`` calls of fn(), in milliseconds."""
-    return float(np.median(times_ms(fn, repeat)))
+    return float(np.median(np.array(times_ms(fn, repeat))))
 
 
 def _row(cells, widths):
@@ -69,8 +59,8 @@ def bench_reductions(repeat):
     for m, n in shapes:
         G = rng.standard_normal((m, n))
         out = np.zeros(n)
-        t_s = 1e3 * times_ms(lambda: abs_row_sum_serial(G, out), r)
-        t_p = 1e3 * times_ms(lambda: abs_row_sum_parallel(G, out), r)
+        t_s = 1e3 * np.array(times_ms(lambda: abs_row_sum_serial(G, out), r))
+        t_p = 1e3 * np.array(times_ms(lambda: abs_row_sum_parallel(G, out), r))
         t_n = 1e3 * median_ms(lambda: np.abs(G).sum(axis=0), r)
         rows.append((f"{m}x{n}", m * n, f"{np.median(t_s):.1f}", f"{np.median(t_p):.1f}", f"{t_n:.1f}",
                      f"{t_s.min():.1f}", f"{t_p.min():.1f}"))

@@ -28,16 +28,11 @@ import numba  # noqa: E402
 
 from absint.patterns import LayerDB, pack  # noqa: E402
 from absint.tables import format_table  # noqa: E402
+from perf._measure import times_ms  # noqa: E402
 
 
 def median_s(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return float(np.median(times_ms(fn, repeat))) / 1e3
 
 
 def make_db(stored: int, bits: int, classes: int, rng) -> LayerDB:
