@@ -24,6 +24,7 @@ from ..fp import UNIT_ROUNDOFF, gamma, inflate, widen
 from ..linear import LINEAR_OPS, LinearOp, linear_op
 from ..network import NETWORK_INPUT, Add, Layer, MaxPool2d, ReLU, Sigmoid, Tanh
 from ..relaxations import maxpool_windows, relu_deeppoly, s_shaped_deeppoly, sigmoid, sigmoid_derivative, tanh_derivative
+from . import deeppoly_windows
 from .interval import linear_interval
 from .registry import TRANSFORMERS, Context, Options
 
@@ -152,32 +153,44 @@ def backsubstitute(graph: DeepPolyGraph, target: int, rows: np.ndarray, sound: b
     k = len(rows)
     eye = np.zeros((k, graph.bounds[target][0].size))
     eye[np.arange(k), rows] = 1.0
-    pending: dict[int, list[np.ndarray]] = {target: [eye, eye.copy()]}
-    const_u, const_l, slack = np.zeros(k), np.zeros(k), np.zeros(k)
-    for j in range(target, -1, -1):
-        if j not in pending:
-            continue
-        C_u, C_l = pending.pop(j)
-        outs, cu, cl, s = _step(graph, graph.relaxations[j], graph.inputs[j], C_u, C_l, sound)
-        const_u += cu
-        const_l += cl
-        slack += s
-        for i, (nu, nl) in zip(graph.inputs[j], outs):
-            if i in pending:
-                pending[i][0] += nu
-                pending[i][1] += nl
-            else:
-                pending[i] = [nu, nl]
+    return finish_backsubstitution(graph, target, eye, eye.copy(), np.zeros(k), np.zeros(k), np.zeros(k), sound)
+
+
+def finish_backsubstitution(graph: DeepPolyGraph, start: int, C_u: np.ndarray, C_l: np.ndarray,
+                            const_u: np.ndarray, const_l: np.ndarray, slack: np.ndarray, sound: bool):
+    """Continue a back-substitution whose dense coefficient rows (on node ``start``'s output) are C_u, C_l
+    down to the input box; (lower, upper)."""
+    k = C_u.shape[0]
+    pending: dict[int, list[np.ndarray]] = {start: [C_u, C_l]}
+    if start != NETWORK_INPUT:
+        for j in range(start, -1, -1):
+            if j not in pending:
+                continue
+            C_u, C_l = pending.pop(j)
+            outs, cu, cl, s = _step(graph, graph.relaxations[j], graph.inputs[j], C_u, C_l, sound)
+            const_u += cu
+            const_l += cl
+            slack += s
+            for i, (nu, nl) in zip(graph.inputs[j], outs):
+                if i in pending:
+                    pending[i][0] += nu
+                    pending[i][1] += nl
+                else:
+                    pending[i] = [nu, nl]
     lo_in, hi_in = graph.input_lower, graph.input_upper
     C_u, C_l = pending.get(NETWORK_INPUT, [np.zeros((k, lo_in.size)), np.zeros((k, lo_in.size))])
     upper, lower, mag_m = const_u.copy(), const_l.copy(), np.empty(k)
     m = np.maximum(np.abs(lo_in), np.abs(hi_in))
     concretize(np.ascontiguousarray(C_u), np.ascontiguousarray(C_l), lo_in, hi_in, m, upper, lower, mag_m)
     if sound:
-        g = gamma(lo_in.size + len(graph.relaxations) + 3)
-        slack += g * (mag_m + np.abs(const_u) + np.abs(const_l))
+        slack += input_rounding(graph) * (mag_m + np.abs(const_u) + np.abs(const_l))
         return widen(lower, upper, inflate(slack))
     return lower, upper
+
+
+def input_rounding(graph: DeepPolyGraph) -> float:
+    """gamma of the final concretisation: a dot product over the input plus the accumulated constants."""
+    return gamma(graph.input_lower.size + len(graph.relaxations) + 3)
 
 
 def _feeds_nonlinear(ctx: Context) -> bool:
@@ -214,9 +227,11 @@ def _refine(graph: DeepPolyGraph, index: int, ctx: Context) -> None:
     block = max(1, ctx.options.block_size)
     new_lo, new_hi = lo.copy(), hi.copy()
     todo = _rows_to_refine(graph, index, ctx)
+    windowed = ctx.options.conv_windows and deeppoly_windows.applicable(graph, index)
+    method = deeppoly_windows.backsubstitute_windowed if windowed else backsubstitute
     for start in range(0, todo.size, block):
         rows = todo[start:start + block]
-        l, u = backsubstitute(graph, index, rows, ctx.options.sound_fp)
+        l, u = method(graph, index, rows, ctx.options.sound_fp)
         new_lo[rows] = np.maximum(lo[rows], l)
         new_hi[rows] = np.minimum(hi[rows], u)
     _uncross(new_lo, new_hi)

@@ -32,6 +32,8 @@ class Options:
     #: zonotope order reduction (opt-in, loosens bounds): when a layer leaves more than this many
     #: symbols, the smallest are folded into the per-neuron box term; None = never
     reduce_symbols: int | None = None
+    #: DeepPoly: back-substitute conv neurons on their receptive-field windows (same bounds, less work)
+    conv_windows: bool = True
 
 
 @dataclass

@@ -178,3 +178,58 @@ def test_unsound_mode_point_box_bounds_not_inverted():
 def test_unsound_mode_random_point_box_bounds_not_inverted():
     """The hypothesis example that found it: one random Affine layer over a zero-width box."""
     check_random(DOMAIN, ("affine",), 0, "point", n=10, sound_fp=False, rtol=1e-9, tol=1e-12)
+
+
+# ------------------------------------------------------------------ receptive-field windows
+def _assert_windows_agree(net, lower, upper, sound_fp=True):
+    """Back-substitution on receptive-field windows gives the dense rows' bounds at every node."""
+    dense = analyze(net, (lower, upper), domain=DOMAIN, options=Options(conv_windows=False, sound_fp=sound_fp))
+    windows = analyze(net, (lower, upper), domain=DOMAIN, options=Options(conv_windows=True, sound_fp=sound_fp))
+    for node, ((l0, u0), (l1, u1)) in enumerate(zip(dense.layer_bounds, windows.layer_bounds)):
+        scale = np.maximum(1.0, np.maximum(np.abs(l0), np.abs(u0)))
+        np.testing.assert_array_less(np.abs(l1 - l0) / scale, 1e-12, err_msg=f"node {node} lower")
+        np.testing.assert_array_less(np.abs(u1 - u0) / scale, 1e-12, err_msg=f"node {node} upper")
+
+
+@RANDOM_SETTINGS
+@given(case=random_cases("conv"))
+def test_conv_windows_do_not_change_bounds_on_random_networks(case):
+    """Random networks with a convolution (strides, padding, dilation, groups drawn) among other operators."""
+    net, lower, upper, _ = random_case(*case, n=30)
+    _assert_windows_agree(net, lower, upper)
+
+
+@pytest.mark.parametrize("sound_fp", [True, False])
+def test_conv_windows_do_not_change_bounds_on_conv_networks(sound_fp):
+    from absint.zoo.cifar import cifar_conv, cifar_conv_input
+    from absint.box import Box
+
+    box = Box.linf(cifar_conv_input(), 2 / 255)
+    _assert_windows_agree(cifar_conv(2), box.lower, box.upper, sound_fp)
+
+
+def test_conv_windows_do_not_change_bounds_on_oval21():
+    net, lower, upper, _ = benchmark_case("oval21", "nets/cifar_base_kw.onnx", None, 10)
+    _assert_windows_agree(net, lower, upper)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_conv_windows_with_strides_padding_dilation_groups(seed):
+    """conv -> relu -> conv (stride 2, uneven padding, dilation 2, 2 groups) -> relu -> conv -> relu -> affine:
+    windows grow, leave the map at its borders and are finally materialised for the affine rows."""
+    from absint.network import Conv2d, Reshape
+
+    rng = np.random.default_rng(seed)
+    c1 = Conv2d(rng.normal(size=(4, 2, 3, 3)) * 0.5, rng.normal(size=4) * 0.1, (1, 1), (1, 1, 1, 1))
+    c2 = Conv2d(rng.normal(size=(6, 2, 3, 2)) * 0.5, rng.normal(size=6) * 0.1, (2, 1), (1, 0, 2, 1), (2, 1), 2)
+    c3 = Conv2d(rng.normal(size=(3, 6, 2, 2)) * 0.5, rng.normal(size=3) * 0.1)
+    layers = [c1, ReLU(), c2, ReLU(), c3, ReLU()]
+    nodes = [Node(f"n{k}", layer, (k - 1,)) for k, layer in enumerate(layers)]
+    net = Network((2, 9, 8), nodes)
+    flat = int(np.prod(net.nodes[-1].shape))
+    nodes += [Node("flat", Reshape((flat,)), (len(nodes) - 1,)),
+              Node("fc", Affine(rng.normal(size=(3, flat)), np.zeros(3)), (len(nodes),))]
+    net = Network((2, 9, 8), nodes)
+    x = rng.normal(size=(2, 9, 8))
+    _assert_windows_agree(net, x - 0.3, x + 0.3)
+    _assert_windows_agree(net, x - 0.3, x + 0.3, sound_fp=False)
