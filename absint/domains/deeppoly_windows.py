@@ -14,12 +14,14 @@ continues. Cost per row: O(window), not O(map).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..fp import UNIT_ROUNDOFF, gamma, inflate, widen
 from kernels.conv_transpose import conv2d_transpose_rows
 
-from ..linear import ConvOp
+from ..linear import SPARSE_TRANSPOSE_DENSITY, ConvOp, conv2d_transpose
 from ..network import NETWORK_INPUT
 
 #: materialise dense rows once a window covers this share of its feature map
@@ -69,12 +71,16 @@ def _dense(win: np.ndarray, shape, oy, ox) -> np.ndarray:
 
 
 def _window_transpose(win: np.ndarray, layer, channels: int, nh: int, nw: int) -> np.ndarray:
-    """The adjoint of ``layer`` (without its padding) on windows (k, O, h, w) -> (k, C, nh, nw)."""
+    """The adjoint of ``layer`` (without its padding) on windows (k, O, h, w) -> (k, C, nh, nw): the
+    zero-skipping numba kernel on sparse windows (one-hot rows at the start), BLAS on dense ones."""
     k, O, h, w = win.shape
-    out = np.empty((k, channels * nh * nw))
-    conv2d_transpose_rows(np.ascontiguousarray(win.reshape(k, -1)), np.ascontiguousarray(layer.weight),
-                          (channels, nh, nw), (h, w), layer.stride, (0, 0, 0, 0), layer.dilation, layer.groups, out)
-    return out.reshape(k, channels, nh, nw)
+    if np.count_nonzero(win) <= SPARSE_TRANSPOSE_DENSITY * win.size:
+        out = np.empty((k, channels * nh * nw))
+        conv2d_transpose_rows(np.ascontiguousarray(win.reshape(k, -1)), np.ascontiguousarray(layer.weight),
+                              (channels, nh, nw), (h, w), layer.stride, (0, 0, 0, 0), layer.dilation,
+                              layer.groups, out)
+        return out.reshape(k, channels, nh, nw)
+    return conv2d_transpose(win, replace(layer, padding=(0, 0, 0, 0)), (channels, nh, nw))
 
 
 def _sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
