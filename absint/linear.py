@@ -18,7 +18,7 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
-from kernels.conv_transpose import conv2d_transpose_rows
+from kernels.conv_transpose import col2im_add, conv2d_transpose_rows
 from kernels.csr import csr_conv2d_matrix
 
 from .im2col import IM2COL_CHUNK_BYTES, conv2d_forward, conv2d_work_bytes, window_output_hw
@@ -201,12 +201,8 @@ def conv2d_transpose(y: np.ndarray, conv: Conv2d, in_shape: Shape) -> np.ndarray
     for g in range(conv.groups):
         yg = y[:, g * cout_g:(g + 1) * cout_g].reshape(k, cout_g, oh * ow)
         wg = conv.weight[g * cout_g:(g + 1) * cout_g].reshape(cout_g, cin_g * kh * kw)
-        cols = np.einsum("kos,of->kfs", yg, wg, optimize=True).reshape(k, cin_g, kh, kw, oh, ow)
-        target = padded[:, g * cin_g:(g + 1) * cin_g]
-        for p in range(kh):
-            for q in range(kw):
-                r0, c0 = p * dh, q * dw
-                target[:, :, r0:r0 + sh * (oh - 1) + 1:sh, c0:c0 + sw * (ow - 1) + 1:sw] += cols[:, :, p, q]
+        cols = np.matmul(yg.transpose(0, 2, 1), wg)  # (k, positions, cin_g*kh*kw), C-contiguous
+        col2im_add(cols, ow, kh, kw, sh, sw, dh, dw, padded[:, g * cin_g:(g + 1) * cin_g])
     return padded[:, :, top:top + h, left:left + w]
 
 

@@ -72,9 +72,31 @@ def conv2d_transpose_rows(Y, weight, in_chw, out_hw, stride, padding, dilation, 
     return out
 
 
+@kernel(parallel=True)
+def col2im_add(cols, OW, KH, KW, sh, sw, dh, dw, out):
+    """out[r, c, a*sh + p*dh, b*sw + q*dw] += cols[r, a*OW + b, (c*KH + p)*KW + q]: the scatter step of a
+    BLAS convolution adjoint (cols = per output position, the products with every tap), rows in
+    parallel; out is (k, C, H + pads, W + pads)."""
+    k, S, F = cols.shape
+    C = F // (KH * KW)
+    for r in prange(k):
+        for s in range(S):
+            a = s // OW
+            b = s - a * OW
+            for c in range(C):
+                for p in range(KH):
+                    i = a * sh + p * dh
+                    f = (c * KH + p) * KW
+                    for q in range(KW):
+                        out[r, c, i, b * sw + q * dw] += cols[r, s, f + q]
+
+
 def _warmup():
     Y = np.zeros((2, 2 * 3 * 3))
     Y[0, 4] = 1.0
     w = np.ones((2, 1, 2, 2))
     out = np.empty((2, 1 * 4 * 4))
     conv2d_transpose_rows(Y, w, (1, 4, 4), (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1, out)
+    padded = np.zeros((1, 2, 5, 5))
+    col2im_add(np.ones((1, 9, 4)), 3, 2, 2, 1, 1, 1, 1, padded[:, :1])
+    col2im_add(np.ones((1, 9, 8)), 3, 2, 2, 1, 1, 1, 1, padded)

@@ -42,3 +42,23 @@ def test_matches_blas_adjoint_and_inner_product(case, k, density):
         lhs = np.sum(conv2d_forward(x, w, None, (s, s), pad, dil, g).reshape(k, -1) * Y, axis=1)
         rhs = np.sum(x.reshape(k, -1) * got, axis=1)
         np.testing.assert_allclose(lhs, rhs, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("k", [0, 1, 5])
+def test_blas_adjoint_satisfies_the_inner_product_identity(case, k):
+    """conv2d_transpose (einsum + the col2im_add kernel) is the adjoint: <conv(x), y> = <x, convᵀ(y)>."""
+    cin, cout, ks, s, pad, dil, g, H = case
+    rng = np.random.default_rng(hash((case, k)) % 2**32)
+    w = rng.normal(size=(cout, cin // g, ks, ks))
+    conv = Conv2d(w, np.zeros(cout), (s, s), pad, dil, g)
+    oh, ow = conv.output_shape((cin, H, H))[1:]
+    y = rng.normal(size=(k, cout, oh, ow))
+    got = conv2d_transpose(y, conv, (cin, H, H))
+    assert got.shape == (k, cin, H, H)
+    if k == 0:
+        return
+    x = rng.normal(size=(k, cin, H, H))
+    lhs = np.sum(conv2d_forward(x, w, None, (s, s), pad, dil, g).reshape(k, -1) * y.reshape(k, -1), axis=1)
+    rhs = np.sum((x * got).reshape(k, -1), axis=1)
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-10, atol=1e-10)
