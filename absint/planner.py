@@ -19,7 +19,7 @@ import numpy as np
 from .box import Box
 from .domains import Options
 from .errors import MemoryBudgetError
-from .im2col import conv2d_work_bytes
+from .im2col import IM2COL_CHUNK_BYTES, conv2d_work_bytes
 from .linear import CACHED_ABS_BYTES, ConvOp, DenseOp, is_linear, linear_op
 from .network import NETWORK_INPUT, Add, Affine, Conv2d, Layer, MaxPool2d, Network, ReLU, Sigmoid, Tanh
 from .relaxations import maxpool_windows
@@ -327,8 +327,9 @@ def node_in_shape(net: Network, idx: int) -> tuple[int, ...]:
 def _deeppoly_block_size(net: Network, budget: int, options: Options) -> int:
     """Rows back-substituted at once so that coefficient blocks fit the budget.
 
-    A block of k rows holds upper and lower coefficients over the widest pending nodes, the
-    relaxation's sign splits (4 more), and a convolution's transposed im2col columns.
+    A block of k rows holds upper and lower coefficients over the widest pending nodes and the
+    relaxation's sign splits (4 more), plus a convolution's transposed im2col columns, which the
+    adjoints take in chunks of at most ``IM2COL_CHUNK_BYTES`` (or one row).
     """
     widths = [net.input_size] + [n.size for n in net.nodes]
     work = 0
@@ -340,13 +341,19 @@ def _deeppoly_block_size(net: Network, budget: int, options: Options) -> int:
             padded = op.in_shape[0] * (op.in_shape[1] + node.layer.padding[0] + node.layer.padding[2]) * (
                 op.in_shape[2] + node.layer.padding[1] + node.layer.padding[3])
             work = max(work, 8 * (cin_g * kh * kw * op.out_shape[1] * op.out_shape[2] * node.layer.groups + padded))
-    per_row = 8 * 8 * max(widths) + work
+    per_row = 8 * 8 * max(widths)
     fixed = sum(PER_NEURON_BYTES * w for w in widths)
     available = budget - fixed
-    if available < per_row:
+    # k rows need k * work of transposed-conv temporaries, but ConvOp.apply_transpose takes them in
+    # chunks of IM2COL_CHUNK_BYTES (at least one row): either bound may be the one that fits
+    uncapped = available // (per_row + work)
+    capped = (available - max(IM2COL_CHUNK_BYTES, work)) // per_row
+    rows = max(uncapped, capped)
+    if rows < 1:
         widest = max(range(len(net.nodes)), key=lambda k: net.nodes[k].size)
-        raise MemoryBudgetError(f"{net.nodes[widest].name} (DeepPoly back-substitution)", fixed + per_row, budget)
-    return int(max(1, min(options.block_size if options.block_size > 0 else 1 << 30, available // per_row)))
+        raise MemoryBudgetError(f"{net.nodes[widest].name} (DeepPoly back-substitution)", fixed + per_row + work,
+                                budget)
+    return int(max(1, min(options.block_size if options.block_size > 0 else 1 << 30, rows)))
 
 
 def make_plan(net: Network, box: Box, domain: str, storage: str, budget: int | None,

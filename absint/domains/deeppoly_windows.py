@@ -21,6 +21,7 @@ import numpy as np
 from ..fp import UNIT_ROUNDOFF, gamma, inflate, widen
 from kernels.conv_transpose import conv2d_transpose_rows
 
+from ..im2col import IM2COL_CHUNK_BYTES
 from ..linear import SPARSE_TRANSPOSE_DENSITY, ConvOp, conv2d_transpose
 from ..network import NETWORK_INPUT
 
@@ -80,7 +81,14 @@ def _window_transpose(win: np.ndarray, layer, channels: int, nh: int, nw: int) -
                               (channels, nh, nw), (h, w), layer.stride, (0, 0, 0, 0), layer.dilation,
                               layer.groups, out)
         return out.reshape(k, channels, nh, nw)
-    return conv2d_transpose(win, replace(layer, padding=(0, 0, 0, 0)), (channels, nh, nw))
+    unpadded = replace(layer, padding=(0, 0, 0, 0))
+    _, cin_g, kh, kw = layer.weight.shape
+    per_row = 8 * (h * w * cin_g * kh * kw * layer.groups + 2 * channels * nh * nw)
+    step = max(1, IM2COL_CHUNK_BYTES // per_row)  # temporaries bounded like ConvOp.apply_transpose's
+    out = np.empty((k, channels, nh, nw))
+    for start in range(0, k, step):
+        out[start:start + step] = conv2d_transpose(win[start:start + step], unpadded, (channels, nh, nw))
+    return out
 
 
 def _sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
