@@ -10,23 +10,7 @@ import numpy as np
 from numba import prange
 
 from ._config import kernel, serial_when_small
-
-
-@kernel
-def _tap_range(a, stride, pad, dilation, n, taps):
-    """Kernel taps p with 0 <= a*stride - pad + p*dilation < n, as a half-open range."""
-    start = a * stride - pad
-    p0 = 0
-    if start < 0:
-        p0 = (-start + dilation - 1) // dilation
-    p1 = taps
-    last = n - 1 - start
-    if last < 0:
-        return 0, 0
-    p1 = min(taps, last // dilation + 1)
-    if p1 < p0:
-        p1 = p0
-    return p0, p1
+from .conv import _out_range
 
 
 @kernel
@@ -42,14 +26,14 @@ def _scatter_row(Y, weight, r, groups, C, H, W, OH, OW, sh, sw, top, left, dh, d
         c0 = (o // cout_g) * cin_g
         base = o * OH * OW
         for a in range(OH):
-            p0, p1 = _tap_range(a, sh, top, dh, H, KH)
+            p0, p1 = _out_range(KH, H, dh, a * sh - top)  # taps p landing on a row of the input
             if p0 == p1:
                 continue
             for b in range(OW):
                 v = row[base + a * OW + b]
                 if v == 0.0:
                     continue
-                q0, q1 = _tap_range(b, sw, left, dw, W, KW)
+                q0, q1 = _out_range(KW, W, dw, b * sw - left)
                 j0 = b * sw - left
                 for c in range(cin_g):
                     plane = (c0 + c) * H * W
