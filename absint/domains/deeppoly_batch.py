@@ -96,20 +96,23 @@ def deeppoly_boxes(chain: AffineReluChain, lower: np.ndarray, upper: np.ndarray,
         raise ValueError(f"boxes must be (B, {chain.n_inputs}) arrays, got {lower.shape} and {upper.shape}")
     mags = []      # per layer: magnitude max(|l|, |u|) of its input, (B, n_in)
     relax = []     # per layer: None (Affine) or (a_l, b_l, a_u, b_u), each (B, n)
+    affine_v = []  # per layer: |W| m + |b| of an Affine (its rounding-term magnitudes, (B, n_out)), else None
     lo, hi = lower, upper
     coef = None
     for k, layer in enumerate(chain.layers):
         mags.append(np.maximum(np.abs(lo), np.abs(hi)))
         if isinstance(layer, ReLU):
             relax.append(relu_deeppoly(lo, hi))
+            affine_v.append(None)
             lo, hi = np.maximum(lo, 0.0), np.maximum(hi, 0.0)
             continue
         relax.append(None)
+        affine_v.append(mags[-1] @ np.abs(layer.weight).T + np.abs(layer.bias) if sound_fp else None)
         lo, hi = _interval_affine(layer, lo, hi, sound_fp)
         boxes, rows = _rows_to_refine(chain, k, lo, hi)
         if boxes.size:
             want = lower_coef and k == len(chain.layers) - 1
-            l, u, C = _backsubstitute(chain, k, boxes, rows, mags, relax, lower, upper, sound_fp, want)
+            l, u, C = _backsubstitute(chain, k, boxes, rows, mags, relax, affine_v, lower, upper, sound_fp, want)
             lo[boxes, rows] = np.maximum(lo[boxes, rows], l)
             hi[boxes, rows] = np.minimum(hi[boxes, rows], u)
             crossed = lo > hi  # unsound-mode rounding only (see deeppoly._uncross)
@@ -120,7 +123,7 @@ def deeppoly_boxes(chain: AffineReluChain, lower: np.ndarray, upper: np.ndarray,
     return BatchBounds(lo, hi, coef)
 
 
-def _backsubstitute(chain, k, boxes, rows, mags, relax, lower, upper, sound, want_coef):
+def _backsubstitute(chain, k, boxes, rows, mags, relax, affine_v, lower, upper, sound, want_coef):
     """Concrete bounds of the (box, neuron) pairs of layer k by back-substitution to the input box."""
     p = boxes.size
     n_k = chain.layers[k].weight.shape[0]
@@ -136,7 +139,7 @@ def _backsubstitute(chain, k, boxes, rows, mags, relax, lower, upper, sound, wan
             const_u += C_u @ b
             const_l += C_l @ b
             if sound:
-                v = (m_in @ np.abs(W).T + np.abs(b))[boxes]
+                v = affine_v[j][boxes]
                 slack += gamma(max(W.shape) + 3) * np.maximum(np.einsum("pj,pj->p", np.abs(C_u), v),
                                                               np.einsum("pj,pj->p", np.abs(C_l), v))
             C_u, C_l = C_u @ W, C_l @ W
