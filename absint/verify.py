@@ -7,8 +7,10 @@ the network as a last Affine layer, so the abstract domain bounds A y - b direct
 combining output bounds). It is *violated* ("sat") only with an input x in a box whose concrete
 ``net.forward`` output satisfies a disjunct; every counterexample is re-checked before it is
 reported. Search: random sampling and projected signed-gradient steps on the constraint margin
-(falsification), then, for low-dimensional inputs, branch and bound on the input box, splitting
-the dimension of largest |gradient| x width, hardest box first.
+(falsification), then branch and bound: on the input box for low-dimensional inputs (ACAS Xu;
+``absint.input_split`` on Affine/ReLU chains, else splitting the dimension of largest |gradient| x
+width, hardest box first), and on ReLU phases for high-dimensional ones (``absint.bab``: optimised
+DeepPoly with alpha/beta multipliers, mnistfc and oval21).
 """
 
 from __future__ import annotations
@@ -20,19 +22,26 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .analysis import analyze
-from .errors import AnalysisTimeout
+from .bab.search import BabOptions, BabOutcome, relu_bab
+from .errors import AnalysisTimeout, MemoryBudgetError
 from .domains.deeppoly_batch import AffineReluChain
 from .gradients import vjp
 from .input_split import RowSets, SplitOutcome, split_search
 from .network import Affine, Network, Node
 from .threads import thread_budget
 from .spec import LinearConstraints, Region, Spec
+from .tables import parse_bytes
 
 STATUSES = ("holds", "violated", "unknown", "timeout")
 #: VNN-COMP result words of each status
 VNNCOMP_RESULT = {"holds": "unsat", "violated": "sat", "unknown": "unknown", "timeout": "timeout"}
 #: input splitting is tried when at most this many input dimensions have non-zero width
 MAX_SPLIT_DIMS = 16
+#: branch-and-bound methods: "auto" (input splitting for at most MAX_SPLIT_DIMS inputs of non-zero width,
+#: else ReLU branch and bound), "input-split", "bab" (ReLU phases), "none" (one analysis per region)
+METHODS = ("auto", "input-split", "bab", "none")
+#: memory of ReLU branch and bound (explicit layer matrices, queue, batches) without a budget
+DEFAULT_BAB_BYTES = 4 << 30
 
 
 @dataclass
@@ -62,10 +71,13 @@ class _Search:
     rng: np.random.Generator
     domain: str
     analyze_kwargs: dict
+    method: str = "auto"
+    bab_bytes: int = DEFAULT_BAB_BYTES
     analyses: int = 0
     boxes: int = 0
     samples: int = 0
     max_depth: int = 0
+    bab: BabOutcome | None = None
 
     def check_time(self) -> None:
         if time.perf_counter() > self.deadline:
@@ -222,6 +234,37 @@ def _batched_split(search: _Search, region: Region, chain, A, b, strict, slices,
     return outcome.result
 
 
+def _relu_bab(search: _Search, region: Region, chain, A, b, strict, slices, lo0, hi0) -> str | tuple:
+    """ReLU branch and bound (``absint.bab``) on an Affine/ReLU chain (convolutions made explicit)."""
+    shape = (-1,) + tuple(search.net.input_shape)
+
+    def margins(x):
+        search.samples += len(x)
+        return search.net.forward(x.reshape(shape)) @ A.T - b
+
+    outcome = search.bab = BabOutcome()
+    try:
+        relu_bab(chain, RowSets(A, b, strict, tuple(slices)), lo0, hi0,
+                 check_counterexample=lambda x: _counterexample(search, region, x), check_time=search.check_time,
+                 options=BabOptions(memory_bytes=search.bab_bytes), forward=margins, out=outcome)
+    finally:
+        search.boxes += outcome.subproblems
+        search.analyses += outcome.rounds + 1
+        search.max_depth = max(search.max_depth, outcome.max_depth)
+    return outcome.result
+
+
+def _chain(search: _Search, net_rows: Network, materialise: bool) -> AffineReluChain | None:
+    """The Affine/ReLU chain of ``net_rows`` for batched DeepPoly (convolutions as explicit matrices
+    when ``materialise``, within half the branch-and-bound memory), or None."""
+    if search.domain != "deeppoly":
+        return None
+    try:
+        return AffineReluChain.from_network(net_rows, materialise_bytes=search.bab_bytes // 2 if materialise else 0)
+    except MemoryBudgetError:
+        return None
+
+
 def _verify_region(search: _Search, region: Region, split: bool, n_samples: int, pgd_steps: int) -> str | tuple:
     """'holds', 'unknown', or a counterexample tuple for one region."""
     A, b, strict, slices = _stack(region.unsafe)
@@ -232,8 +275,14 @@ def _verify_region(search: _Search, region: Region, split: bool, n_samples: int,
     if found is not None:
         return found
     net_rows = spec_network(search.net, A, b)
-    can_split = split and int(np.count_nonzero(hi0 > lo0)) <= MAX_SPLIT_DIMS
-    chain = AffineReluChain.from_network(net_rows) if can_split and search.domain == "deeppoly" else None
+    method = search.method if split else "none"
+    low_dim = int(np.count_nonzero(hi0 > lo0)) <= MAX_SPLIT_DIMS
+    can_split = method == "input-split" or (method == "auto" and low_dim)
+    if method == "bab" or (method == "auto" and not low_dim):
+        chain = _chain(search, net_rows, materialise=True)
+        if chain is not None:
+            return _relu_bab(search, region, chain, A, b, strict, slices, lo0, hi0)
+    chain = _chain(search, net_rows, materialise=False) if can_split else None
     if chain is not None:
         return _batched_split(search, region, chain, A, b, strict, slices, lo0, hi0)
     empty, score = _bound(search, net_rows, lo0, hi0, strict, slices)
@@ -273,12 +322,17 @@ def _verify_region(search: _Search, region: Region, split: bool, n_samples: int,
 
 def verify(net: Network, spec: Spec, domain: str = "deeppoly", timeout: float = 60.0, memory_budget=None, *,
            storage: str | None = None, seed: int = 0, split: bool = True, samples: int = 256,
-           pgd_steps: int = 20) -> Verdict:
+           pgd_steps: int = 20, method: str = "auto") -> Verdict:
     """Decide ``spec`` on ``net`` within ``timeout`` seconds (see the module docstring).
 
     Returns a ``Verdict``: "holds" (every unsafe disjunct proved empty), "violated" (with a
-    counterexample (x, y) re-checked by ``net.forward``), "unknown", or "timeout".
+    counterexample (x, y) re-checked by ``net.forward``), "unknown", or "timeout". ``method`` picks the
+    branch and bound (``METHODS``; ReLU branch and bound and batched input splitting need the DeepPoly
+    domain); ``split=False`` turns branch and bound off. ``memory_budget`` also bounds ReLU branch and
+    bound (its explicit layer matrices, queue and batches).
     """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if spec.n_inputs != net.input_size or spec.n_outputs != net.output_size:
         from .errors import ShapeError
 
@@ -288,7 +342,8 @@ def verify(net: Network, spec: Spec, domain: str = "deeppoly", timeout: float = 
     kwargs = {"memory_budget": memory_budget}
     if storage is not None or memory_budget is not None:
         kwargs["storage"] = storage or "auto"
-    search = _Search(net, t0 + float(timeout), np.random.default_rng(seed), domain, kwargs)
+    search = _Search(net, t0 + float(timeout), np.random.default_rng(seed), domain, kwargs, method,
+                     DEFAULT_BAB_BYTES if memory_budget is None else parse_bytes(memory_budget))
     status, cex = "holds", None
     try:
         for region in spec.regions:
@@ -302,7 +357,9 @@ def verify(net: Network, spec: Spec, domain: str = "deeppoly", timeout: float = 
         status, cex = "timeout", None
     stats = {"time_s": time.perf_counter() - t0, "analyses": search.analyses, "boxes": search.boxes,
              "samples": search.samples, "max_depth": search.max_depth, "domain": domain}
+    if search.bab is not None:
+        stats["bab"] = search.bab.stats()
     return Verdict(status, cex, stats)
 
 
-__all__ = ["verify", "Verdict", "spec_network", "falsify", "STATUSES", "VNNCOMP_RESULT"]
+__all__ = ["verify", "Verdict", "spec_network", "falsify", "STATUSES", "VNNCOMP_RESULT", "METHODS"]

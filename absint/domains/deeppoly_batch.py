@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..fp import UNIT_ROUNDOFF, gamma, inflate, widen
+from ..errors import MemoryBudgetError
+from ..linear import is_linear, linear_op
 from ..network import NETWORK_INPUT, Affine, Network, ReLU, Reshape
 from ..relaxations import relu_deeppoly
 from .interval import centre_radius
@@ -29,17 +31,30 @@ class AffineReluChain:
     n_inputs: int
 
     @classmethod
-    def from_network(cls, net: Network) -> "AffineReluChain | None":
-        """The chain of ``net``, or None when ``net`` has another layer type or a branch."""
-        layers = []
+    def from_network(cls, net: Network, materialise_bytes: int = 0) -> "AffineReluChain | None":
+        """The chain of ``net``, or None when ``net`` has another layer type or a branch.
+
+        Other linear layers (Conv2d, pooling by averages, normalisation) become explicit Affine
+        matrices when ``materialise_bytes`` > 0, up to that many bytes of matrices in all (the
+        entries are copies of the weights, so the network's real-arithmetic function is unchanged);
+        beyond it, MemoryBudgetError."""
+        layers, shape, dense_bytes = [], tuple(net.input_shape), 0
         for k, node in enumerate(net.nodes):
             if node.inputs != ((k - 1) if k else NETWORK_INPUT,):
                 return None
-            if isinstance(node.layer, Reshape):
+            layer, in_shape = node.layer, shape
+            shape = tuple(layer.output_shape(shape))
+            if isinstance(layer, Reshape):
                 continue
-            if not isinstance(node.layer, (Affine, ReLU)):
-                return None
-            layers.append(node.layer)
+            if not isinstance(layer, (Affine, ReLU)):
+                if not (materialise_bytes and is_linear(layer)):
+                    return None
+                op = linear_op(layer, in_shape)
+                dense_bytes += 8 * op.n_in * op.n_out
+                if dense_bytes > materialise_bytes:
+                    raise MemoryBudgetError(node.name, dense_bytes, materialise_bytes)
+                layer = Affine(op.apply(np.eye(op.n_in)).T.copy(), np.array(op.bias, np.float64))
+            layers.append(layer)
         if not layers or not isinstance(layers[0], Affine):
             return None
         return cls(tuple(layers), net.input_size)
@@ -51,13 +66,31 @@ class AffineReluChain:
 
 
 @dataclass(frozen=True, eq=False)
+class ReluSplits:
+    """Fixed ReLU phases of each box (the sub-problems of ReLU branch and bound).
+
+    ``phases[j]`` (B, n) for the ReLU at chain index j: +1 the box is restricted to inputs where the
+    ReLU's input is >= 0, -1 to where it is <= 0, 0 free. ``prior[k]`` (lower, upper) (B, n): bounds of
+    layer k's outputs already known to hold on the box (a parent sub-problem's), intersected with the
+    new ones. Layers k <= ``start[b]`` are not back-substituted for box b (their prior bounds are kept)."""
+
+    phases: dict[int, np.ndarray]
+    prior: list[tuple[np.ndarray, np.ndarray]] | None = None
+    start: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
 class BatchBounds:
     """Output bounds (B, n_out) of every box and, when asked for, the lower bounds' input
-    coefficients Λ (B, n_out, n_in): y_i >= Λ_i x + (constant) over box b."""
+    coefficients Λ (B, n_out, n_in): y_i >= Λ_i x + (constant) over box b. With ``ReluSplits``:
+    every layer's output bounds, and which boxes' split constraints were proved contradictory
+    (their sub-problem is empty)."""
 
     lower: np.ndarray
     upper: np.ndarray
     lower_coef: np.ndarray | None = None
+    layers: list[tuple[np.ndarray, np.ndarray]] | None = None
+    infeasible: np.ndarray | None = None
 
 
 def _interval_affine(layer: Affine, lo: np.ndarray, hi: np.ndarray, sound: bool):
@@ -74,21 +107,46 @@ def _interval_affine(layer: Affine, lo: np.ndarray, hi: np.ndarray, sound: bool)
     return widen(mid - rad, mid + rad, 0.0)
 
 
-def _rows_to_refine(chain: AffineReluChain, k: int, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _rows_to_refine(chain: AffineReluChain, k: int, lo: np.ndarray, hi: np.ndarray,
+                    splits: ReluSplits | None) -> tuple[np.ndarray, np.ndarray]:
     """(box, neuron) pairs whose bounds are back-substituted: every output neuron of the last layer;
-    the unstable neurons of an Affine read by a ReLU (stable ones have exact relaxations); none for
-    the first Affine (its interval bounds on the input box are already tight)."""
+    the unstable neurons of an Affine read by a ReLU (stable ones have exact relaxations) that are not
+    split and lie after the box's start layer; none for the first Affine (its interval bounds on the
+    input box are already tight)."""
     last = k == len(chain.layers) - 1
     if last:
-        return np.nonzero(np.ones(lo.shape, bool))
-    if k == 0 or not isinstance(chain.layers[k + 1], ReLU):
+        mask = np.ones(lo.shape, bool)
+    elif k == 0 or not isinstance(chain.layers[k + 1], ReLU):
         return np.zeros(0, np.intp), np.zeros(0, np.intp)
-    return np.nonzero((lo < 0) & (hi > 0))
+    else:
+        mask = (lo < 0) & (hi > 0)
+        if splits is not None and k + 1 in splits.phases:
+            mask &= splits.phases[k + 1] == 0
+    if splits is not None and splits.start is not None:
+        mask &= (splits.start < k)[:, None]
+    return np.nonzero(mask)
+
+
+def _apply_splits(splits: ReluSplits, k: int, lo: np.ndarray, hi: np.ndarray, infeasible: np.ndarray) -> None:
+    """Intersect layer k's bounds with the prior ones and the split constraints (in place); boxes whose
+    bounds cross are empty sub-problems."""
+    if splits.prior is not None:
+        np.maximum(lo, splits.prior[k][0], out=lo)
+        np.minimum(hi, splits.prior[k][1], out=hi)
+    phase = splits.phases.get(k + 1)
+    if phase is not None:
+        np.maximum(lo, 0.0, out=lo, where=phase > 0)
+        np.minimum(hi, 0.0, out=hi, where=phase < 0)
+    crossed = lo > hi
+    if crossed.any():
+        infeasible |= crossed.any(axis=1)
+        hi[crossed] = lo[crossed]
 
 
 def deeppoly_boxes(chain: AffineReluChain, lower: np.ndarray, upper: np.ndarray, sound_fp: bool = True,
-                   lower_coef: bool = False) -> BatchBounds:
-    """DeepPoly bounds of ``chain`` over each box [lower[b], upper[b]] (arrays (B, n_in)).
+                   lower_coef: bool = False, splits: ReluSplits | None = None) -> BatchBounds:
+    """DeepPoly bounds of ``chain`` over each box [lower[b], upper[b]] (arrays (B, n_in)), within the
+    ReLU phases of ``splits`` when given (then every layer's bounds are returned too).
     """
     lower = np.ascontiguousarray(lower, np.float64).reshape(len(lower), -1)
     upper = np.ascontiguousarray(upper, np.float64).reshape(len(upper), -1)
@@ -97,6 +155,8 @@ def deeppoly_boxes(chain: AffineReluChain, lower: np.ndarray, upper: np.ndarray,
     mags = []      # per layer: magnitude max(|l|, |u|) of its input, (B, n_in)
     relax = []     # per layer: None (Affine) or (a_l, b_l, a_u, b_u), each (B, n)
     affine_v = []  # per layer: |W| m + |b| of an Affine (its rounding-term magnitudes, (B, n_out)), else None
+    layers = [] if splits is not None else None
+    infeasible = np.zeros(len(lower), bool)
     lo, hi = lower, upper
     coef = None
     for k, layer in enumerate(chain.layers):
@@ -105,22 +165,31 @@ def deeppoly_boxes(chain: AffineReluChain, lower: np.ndarray, upper: np.ndarray,
             relax.append(relu_deeppoly(lo, hi))
             affine_v.append(None)
             lo, hi = np.maximum(lo, 0.0), np.maximum(hi, 0.0)
+            if layers is not None:
+                layers.append((lo, hi))
             continue
         relax.append(None)
         affine_v.append(mags[-1] @ np.abs(layer.weight).T + np.abs(layer.bias) if sound_fp else None)
         lo, hi = _interval_affine(layer, lo, hi, sound_fp)
-        boxes, rows = _rows_to_refine(chain, k, lo, hi)
+        if splits is not None and splits.prior is not None:  # tighter inputs to the refinement's choice
+            np.maximum(lo, splits.prior[k][0], out=lo)
+            np.minimum(hi, splits.prior[k][1], out=hi)
+        boxes, rows = _rows_to_refine(chain, k, lo, hi, splits)
+        want = lower_coef and k == len(chain.layers) - 1
         if boxes.size:
-            want = lower_coef and k == len(chain.layers) - 1
             l, u, C = _backsubstitute(chain, k, boxes, rows, mags, relax, affine_v, lower, upper, sound_fp, want)
             lo[boxes, rows] = np.maximum(lo[boxes, rows], l)
             hi[boxes, rows] = np.minimum(hi[boxes, rows], u)
+            if want:
+                coef = C.reshape(lo.shape + (chain.n_inputs,))
+        if splits is not None:
+            _apply_splits(splits, k, lo, hi, infeasible)
+            layers.append((lo, hi))
+        else:
             crossed = lo > hi  # unsound-mode rounding only (see deeppoly._uncross)
             if crossed.any():
                 lo[crossed], hi[crossed] = hi[crossed], lo[crossed]
-            if want:
-                coef = C.reshape(lo.shape + (chain.n_inputs,))
-    return BatchBounds(lo, hi, coef)
+    return BatchBounds(lo, hi, coef, layers, infeasible if splits is not None else None)
 
 
 def _backsubstitute(chain, k, boxes, rows, mags, relax, affine_v, lower, upper, sound, want_coef):
@@ -169,4 +238,4 @@ def _backsubstitute(chain, k, boxes, rows, mags, relax, affine_v, lower, upper, 
     return lo, up, (C_l if want_coef else None)
 
 
-__all__ = ["AffineReluChain", "BatchBounds", "deeppoly_boxes"]
+__all__ = ["AffineReluChain", "BatchBounds", "ReluSplits", "deeppoly_boxes"]

@@ -1,0 +1,1 @@
+"""ReLU branch and bound: optimised DeepPoly (alpha, beta) bounds of sub-problems and the search over them."""

@@ -1,0 +1,264 @@
+"""Best-first branch and bound on ReLU phases (for high-dimensional inputs: mnistfc, oval21).
+
+A sub-problem fixes the phase of some ReLUs (s z >= 0 with s = +1 active, -1 inactive). Each round pops
+the K sub-problems with the worst bound, splits each on its chosen neuron into an active and an
+inactive child, and bounds all 2K children in one batch: DeepPoly intermediate bounds under the new
+split (layers after it are back-substituted again; bounds are intersected with the parent's), then
+the output rows of the open disjuncts by ``optimise_pairs`` (α and β warm-started from the parent,
+Wang et al. NeurIPS 2021 "beta-CROWN"). A child whose split constraints contradict its bounds is empty.
+Each child's relaxation minimiser x* is forwarded as a counterexample candidate (checked by the
+caller's concrete re-check). The next split of a child is chosen where its bound loses most
+(``absint.bab.branching``). The queue's memory is counted against the budget.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..domains.deeppoly_batch import AffineReluChain, ReluSplits, deeppoly_boxes
+from ..input_split import RowSets, _disjunct_scores
+from ..network import Affine, ReLU
+from .branching import choose_splits
+from .slopes import PairProblem, optimise_pairs
+
+
+@dataclass(frozen=True)
+class BabOptions:
+    """Search settings: sub-problems split per round (``batch``), Adam iterations at the root and per
+    round, whether intermediate bounds are back-substituted again after a split, and the bytes the
+    queue and a round's arrays may use."""
+
+    batch: int = 64
+    root_iterations: int = 50
+    iterations: int = 15
+    refine_intermediate: bool = True
+    memory_bytes: int = 4 << 30
+
+
+@dataclass
+class BabOutcome:
+    """"holds", "unknown", or a counterexample (x, y); with the statistics of the search."""
+
+    result: str | tuple = "holds"
+    subproblems: int = 0
+    rounds: int = 0
+    max_depth: int = 0
+    time_bounding: float = 0.0
+    time_branching: float = 0.0
+    queue_peak: int = 0
+    root_bound: float = float("nan")
+    exhausted: int = 0   # sub-problems with every ReLU fixed and still not proved
+    reason: str = ""
+
+    def stats(self) -> dict:
+        return {"subproblems": self.subproblems, "rounds": self.rounds, "max_depth": self.max_depth,
+                "time_bounding_s": round(self.time_bounding, 4), "time_branching_s": round(self.time_branching, 4),
+                "queue_peak": self.queue_peak, "root_bound": self.root_bound, "exhausted": self.exhausted,
+                **({"reason": self.reason} if self.reason else {})}
+
+
+@dataclass
+class _Sub:
+    """A queued sub-problem: pre-activation bounds per Affine layer, ReLU phases, open disjuncts,
+    warm-start slopes (R, n) per ReLU (float32), multipliers of its splits, and its chosen split."""
+
+    bounds: dict
+    phases: dict
+    open: np.ndarray
+    alpha: dict
+    beta: dict
+    choice: tuple[int, int]
+    depth: int
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [a for lh in self.bounds.values() for a in lh] + list(self.phases.values()) \
+            + list(self.alpha.values()) + list(self.beta.values())
+        return sum(a.nbytes for a in arrays) + 400
+
+
+@dataclass
+class _Batch:
+    """Children of one round, stacked: layer bounds and phases (B, n), parents' open disjuncts,
+    warm starts, depth."""
+
+    phases: dict
+    prior: list
+    start: np.ndarray
+    open: np.ndarray
+    alpha: dict
+    beta: dict
+    depth: np.ndarray
+
+
+def _relu_indices(chain: AffineReluChain) -> list[int]:
+    return [j for j, layer in enumerate(chain.layers) if isinstance(layer, ReLU)]
+
+
+def _prior_list(chain: AffineReluChain, bounds: dict) -> list:
+    """Every chain layer's (lower, upper) from the Affine layers' ones (ReLU outputs are max(., 0))."""
+    out = []
+    for k, layer in enumerate(chain.layers):
+        if isinstance(layer, Affine):
+            out.append(bounds[k])
+        else:
+            lo, hi = out[-1]
+            out.append((np.maximum(lo, 0.0), np.maximum(hi, 0.0)))
+    return out
+
+
+def _children(chain: AffineReluChain, subs: list[_Sub]) -> _Batch:
+    """The active (even index) and inactive (odd) child of each sub-problem."""
+    relus = _relu_indices(chain)
+    twice = [s for s in subs for _ in (0, 1)]
+    phases = {j: np.stack([s.phases[j] for s in twice]) for j in relus}
+    for c, s in enumerate(twice):
+        j, i = s.choice
+        phases[j][c, i] = 1 if c % 2 == 0 else -1
+    affine = {k: (np.stack([s.bounds[k][0] for s in twice]), np.stack([s.bounds[k][1] for s in twice]))
+              for k in twice[0].bounds}
+    prior = _prior_list(chain, affine)
+    start = np.array([s.choice[0] - 1 for s in twice])
+    alpha = {j: np.stack([s.alpha[j] for s in twice]).astype(np.float64) for j in relus}
+    beta = {j: np.stack([s.beta[j] for s in twice]).astype(np.float64) for j in relus}
+    return _Batch(phases, prior, start, np.stack([s.open for s in twice]), alpha, beta,
+                  np.array([s.depth + 1 for s in twice]))
+
+
+def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.ndarray, *,
+             check_counterexample: Callable[[np.ndarray], tuple | None],
+             check_time: Callable[[], None], options: BabOptions = BabOptions(),
+             forward: Callable[[np.ndarray], np.ndarray] | None = None,
+             out: BabOutcome | None = None) -> BabOutcome:
+    """Decide "no point of [lo0, hi0] reaches any disjunct of ``rows``" by ReLU branch and bound; the
+    chain's outputs are the rows' margins A y - b (``verify.spec_network``). ``check_counterexample(x)``
+    returns a re-checked (x, y) or None; ``check_time`` raises at the deadline; ``forward`` maps flat
+    inputs to the margins (defaults to the chain's own evaluation). ``out`` is updated as the
+    search goes (statistics survive a deadline) and returned."""
+    out = out if out is not None else BabOutcome()
+    forward = forward or (lambda x: _chain_forward(chain, x))
+    relus = _relu_indices(chain)
+    R = rows.A.shape[0]
+    lo0 = np.asarray(lo0, np.float64).ravel()
+    hi0 = np.asarray(hi0, np.float64).ravel()
+
+    t = time.perf_counter()
+    phases = {j: np.zeros((1, chain.layers[j - 1].weight.shape[0]), np.int8) for j in relus}
+    root = _Batch(phases, None, None, np.ones((1, len(rows.slices)), bool), None, None, np.zeros(1, int))
+    queue: list = []
+    counter = 0
+    queue_bytes = 0
+    batch = root
+    iterations = options.root_iterations
+    k_round = max(1, options.batch // 8)
+    while True:
+        check_time()
+        t_bound = time.perf_counter()
+        B = len(batch.open)
+        lo, hi = np.repeat(lo0[None], B, axis=0), np.repeat(hi0[None], B, axis=0)
+        splits = ReluSplits(batch.phases, batch.prior, batch.start if options.refine_intermediate or batch.start is None
+                            else np.full(B, len(chain.layers)))
+        res = deeppoly_boxes(chain, lo, hi, sound_fp=True, splits=splits)
+        out.subproblems += B
+        feasible = ~res.infeasible
+        row_open = np.zeros((B, R), bool)
+        for d, s in enumerate(rows.slices):
+            row_open[:, s] = batch.open[:, d:d + 1]
+        row_open &= feasible[:, None]
+        sub, row = np.nonzero(row_open)
+        low = np.full((B, R), np.inf)
+        low[feasible] = -np.inf
+        best_alpha, best_beta = None, None
+        if sub.size:
+            pp = PairProblem.gather(chain, res.layers, batch.phases, lo, hi, sub, row)
+            a0 = None if batch.alpha is None else {j: batch.alpha[j][sub, row] for j in relus}
+            b0 = None if batch.beta is None else {j: batch.beta[j][sub, row] for j in relus}
+            opt = optimise_pairs(pp, a0, b0, iterations=iterations)
+            low[sub, row] = np.maximum(opt.lower, res.layers[-1][0][sub, row])
+            best_alpha, best_beta = opt.alpha, opt.beta
+        empty, score, best = _disjunct_scores(low, rows)
+        still = batch.open & ~empty & feasible[:, None]
+        out.time_bounding += time.perf_counter() - t_bound
+        if batch is root:
+            out.root_bound = float(np.min(np.where(still, score, np.inf))) if still.any() else float(score.max())
+        live = np.flatnonzero(still.any(axis=1))
+        if live.size:
+            found = _try_minimisers(opt, sub, row, live, still, rows, forward, check_counterexample)
+            if found is not None:
+                out.result = found
+                return out
+            t_branch = time.perf_counter()
+            choices = choose_splits(pp, opt, sub, row, row_open & np.repeat(still, [s.stop - s.start for s in rows.slices], axis=1), live)
+            for b in live:
+                choice = choices.get(int(b))
+                if choice is None:
+                    out.exhausted += 1
+                    continue
+                sel = sub == b
+                alpha = {}
+                beta = {}
+                for j in relus:
+                    a = np.zeros((R, pp.su[j].shape[1]), np.float32)
+                    a[row[sel]] = best_alpha[j][sel]
+                    alpha[j] = a
+                    bb = np.zeros_like(a)
+                    bb[row[sel]] = best_beta[j][sel]
+                    beta[j] = bb
+                bounds = {k: (res.layers[k][0][b].copy(), res.layers[k][1][b].copy())
+                          for k, layer in enumerate(chain.layers) if isinstance(layer, Affine)}
+                s = _Sub(bounds, {j: batch.phases[j][b].copy() for j in relus}, still[b].copy(), alpha, beta,
+                         choice, int(batch.depth[b]))
+                counter += 1
+                queue_bytes += s.nbytes
+                heapq.heappush(queue, (float(score[b][still[b]].min()), counter, s))
+                out.max_depth = max(out.max_depth, s.depth)
+            out.time_branching += time.perf_counter() - t_branch
+        out.queue_peak = max(out.queue_peak, len(queue))
+        if queue_bytes > options.memory_bytes:
+            out.result, out.reason = "unknown", "the sub-problem queue outgrew the memory budget"
+            return out
+        if not queue:
+            if out.exhausted:
+                out.result, out.reason = "unknown", "sub-problems with every ReLU fixed are not proved"
+            return out
+        t_round = time.perf_counter() - t_bound
+        if batch is not root:
+            k_round = int(np.clip(k_round * 2 if t_round < 1.0 else k_round, 1, options.batch))
+        subs = [heapq.heappop(queue)[2] for _ in range(min(k_round, len(queue)))]
+        queue_bytes -= sum(s.nbytes for s in subs)
+        batch = _children(chain, subs)
+        iterations = options.iterations
+        out.rounds += 1
+
+
+def _chain_forward(chain: AffineReluChain, x: np.ndarray) -> np.ndarray:
+    for layer in chain.layers:
+        x = x @ layer.weight.T + layer.bias if isinstance(layer, Affine) else np.maximum(x, 0.0)
+    return x
+
+
+def _try_minimisers(opt, sub, row, live, still, rows: RowSets, forward, check_counterexample):
+    """Forward each open pair's relaxation minimiser x*; return a re-checked counterexample or None."""
+    pick = np.isin(sub, live)
+    if not pick.any():
+        return None
+    x = opt.at_best.x_star[pick]
+    x = np.unique(x, axis=0)
+    d = forward(x)
+    unsafe = np.zeros(len(x), bool)
+    for s in rows.slices:
+        if s.stop > s.start:
+            unsafe |= np.where(rows.strict[s], d[:, s] < 0, d[:, s] <= 0).all(axis=1)
+    for i in np.flatnonzero(unsafe)[:8]:
+        found = check_counterexample(x[i])
+        if found is not None:
+            return found
+    return None
+
+
+__all__ = ["BabOptions", "BabOutcome", "relu_bab"]

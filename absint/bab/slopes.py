@@ -1,0 +1,218 @@
+"""Optimised DeepPoly lower bounds of output rows over ReLU sub-problems (alpha and beta multipliers).
+
+A *pair* is one output row r of one sub-problem b (a box with some ReLU phases fixed and the bounds of
+every layer). Back-substitution from y_r through the chain uses, at a free unstable ReLU input z
+(l < 0 < u), the lower relaxation α z (any α in [0, 1]: Xu et al. ICLR 2021 "alpha-CROWN") when the
+coefficient on the ReLU output is >= 0, and the chord u/(u-l) (z - l) otherwise; a split neuron with
+sign s (+1 active, -1 inactive) enters the objective as y_r - β s z (β >= 0, Wang et al. NeurIPS 2021
+"beta-CROWN"), a valid lower bound on the sub-problem where s z >= 0. Every (α, β) gives a sound bound.
+
+The gradient is analytic: the bound equals the linearised network evaluated forward from the input
+corner x* that minimises its last linear form, so with ẑ the pre-activations of that forward pass,
+∂bound/∂α_i = g_i ẑ_i (g_i >= 0 the coefficient on the ReLU output) and ∂bound/∂β_i = -s_i ẑ_i.
+Projected Adam ascent (Kingma and Ba 2015) keeps α in [0, 1] and β >= 0; the best iterate of each
+pair is kept, and its bound is recomputed with rigorous float64 rounding terms (those of
+``absint.domains.deeppoly_batch``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..domains.deeppoly_batch import AffineReluChain
+from ..fp import UNIT_ROUNDOFF, gamma, inflate
+from ..network import Affine, ReLU
+
+#: Adam step sizes and moment decays (alpha-CROWN's defaults: 0.1 for slopes, 0.05 for multipliers)
+LR_ALPHA, LR_BETA, ADAM_B1, ADAM_B2, ADAM_EPS = 0.1, 0.05, 0.9, 0.999, 1e-8
+
+
+@dataclass
+class PairProblem:
+    """The per-pair data of a batch of sub-problems, gathered once: for each ReLU at chain index j,
+    ``unstable[j]``, ``fixed[j]`` (slope 1 of stable-active neurons, 0 of dead ones), the chord slope
+    ``su[j]`` and intercept ``bu[j]``, the split signs ``sign[j]`` (0 where free), the input
+    magnitudes ``mag[j]`` (for rounding terms), DeepPoly's slopes ``area_alpha[j]`` and the input
+    bounds ``pre_lower[j]``, ``pre_upper[j]``; per Affine, ``affine_v[j]`` = |W| m + |b|."""
+
+    chain: AffineReluChain
+    rows: np.ndarray        # (P,) output row of each pair
+    lower: np.ndarray       # (P, n_in) input box of each pair
+    upper: np.ndarray
+    unstable: dict
+    fixed: dict
+    su: dict
+    bu: dict
+    sign: dict
+    mag: dict
+    affine_v: dict
+    area_alpha: dict
+    pre_lower: dict
+    pre_upper: dict
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.rows)
+
+    @classmethod
+    def gather(cls, chain: AffineReluChain, layers: list[tuple[np.ndarray, np.ndarray]], phases: dict,
+               lower: np.ndarray, upper: np.ndarray, sub: np.ndarray, rows: np.ndarray) -> "PairProblem":
+        """Pairs (sub[p], rows[p]) of the sub-problems whose layer bounds are ``layers`` (per chain layer,
+        (B, n) arrays, as ``deeppoly_boxes`` returns them with splits) and whose input boxes are
+        ``lower``/``upper`` (B, n_in)."""
+        unstable, fixed, su, bu, sign, mag, affine_v, area, pl, pu = {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
+        for j, layer in enumerate(chain.layers):
+            lo_in, hi_in = (lower, upper) if j == 0 else layers[j - 1]
+            m = np.maximum(np.abs(lo_in), np.abs(hi_in))
+            if isinstance(layer, Affine):
+                affine_v[j] = (m @ np.abs(layer.weight).T + np.abs(layer.bias))[sub]
+                continue
+            l, u = lo_in[sub], hi_in[sub]
+            cross = (l < 0) & (u > 0)
+            width = np.where(cross, u - l, 1.0)
+            slope = np.where(cross, u / width, 0.0)
+            # chord intercept -slope*l rounded up, as relu_deeppoly (sound for the computed slope)
+            icpt = np.where(cross, np.nextafter(np.maximum(np.nextafter(-slope * l, np.inf),
+                                                           np.nextafter((1.0 - slope) * u, np.inf)), np.inf), 0.0)
+            unstable[j], fixed[j], su[j], bu[j] = cross, (l >= 0).astype(np.float64), slope, icpt
+            ph = phases.get(j)
+            sign[j] = np.zeros_like(l) if ph is None else ph[sub].astype(np.float64)
+            mag[j] = m[sub]
+            area[j] = np.where(cross & (u > -l), 1.0, 0.0)
+            pl[j], pu[j] = l, u
+        return cls(chain, np.asarray(rows, np.intp), lower[sub], upper[sub], unstable, fixed, su, bu, sign, mag,
+                   affine_v, area, pl, pu)
+
+    def default_alpha(self) -> dict:
+        """DeepPoly's slopes: 1 where u > -l, else 0 (the area heuristic), per ReLU (P, n)."""
+        return {j: a.copy() for j, a in self.area_alpha.items()}
+
+    def zero_beta(self) -> dict:
+        return {j: np.zeros_like(s) for j, s in self.sign.items()}
+
+
+@dataclass
+class PairBounds:
+    """Lower bounds (P,) of the pairs, the coefficients g_j on each ReLU output (for branching scores),
+    the minimising input corners x* (P, n_in), and when asked the gradients in α and β."""
+
+    lower: np.ndarray
+    coef: dict
+    x_star: np.ndarray
+    grad_alpha: dict | None = None
+    grad_beta: dict | None = None
+
+
+def pair_bounds(pp: PairProblem, alpha: dict, beta: dict, sound: bool = True, grad: bool = False) -> PairBounds:
+    """Lower bound of y_{rows[p]} on each pair's sub-problem for the given slopes and multipliers."""
+    chain = pp.chain
+    P = pp.n_pairs
+    n_last = chain.layers[-1].weight.shape[0]
+    C = np.zeros((P, n_last))
+    C[np.arange(P), pp.rows] = 1.0
+    const = np.zeros(P)
+    slack = np.zeros(P)
+    coefs = {}
+    for j in range(len(chain.layers) - 1, -1, -1):
+        layer = chain.layers[j]
+        if isinstance(layer, Affine):
+            const += C @ layer.bias
+            if sound:
+                W = layer.weight
+                slack += gamma(max(W.shape) + 3) * np.einsum("pj,pj->p", np.abs(C), pp.affine_v[j])
+            C = C @ layer.weight
+            continue
+        coefs[j] = C
+        pos = C >= 0
+        unst = pp.unstable[j]
+        d = np.where(unst, np.where(pos, alpha[j], pp.su[j]), pp.fixed[j])
+        lower_icpt = np.where(unst & ~pos, pp.bu[j], 0.0)
+        const += np.einsum("pj,pj->p", C, lower_icpt)
+        if sound:
+            absC = np.abs(C)
+            slack += 2 * UNIT_ROUNDOFF * np.einsum("pj,pj->p", absC + np.abs(beta[j]), pp.mag[j])
+            slack += gamma(C.shape[1] + 2) * np.einsum("pj,pj->p", absC, lower_icpt)
+        C = C * d - beta[j] * pp.sign[j]
+    x_star = np.where(C >= 0, pp.lower, pp.upper)
+    bound = const + np.einsum("pj,pj->p", C, x_star)
+    if sound:
+        m = np.maximum(np.abs(pp.lower), np.abs(pp.upper))
+        slack += gamma(chain.n_inputs + len(chain.layers) + 4) * (np.einsum("pj,pj->p", np.abs(C), m) + np.abs(const))
+        bound = np.nextafter(bound - inflate(slack), -np.inf)
+    out = PairBounds(bound, coefs, x_star)
+    if grad:
+        out.grad_alpha, out.grad_beta = _gradients(pp, alpha, coefs, x_star)
+    return out
+
+
+def _gradients(pp: PairProblem, alpha: dict, coefs: dict, x_star: np.ndarray) -> tuple[dict, dict]:
+    """∂bound/∂α and ∂bound/∂β from the forward pass of the linearised network from x*."""
+    h = x_star
+    ga, gb = {}, {}
+    for j, layer in enumerate(pp.chain.layers):
+        if isinstance(layer, Affine):
+            h = h @ layer.weight.T + layer.bias
+            continue
+        z = h
+        pos = coefs[j] >= 0
+        unst = pp.unstable[j]
+        h = np.where(unst, np.where(pos, alpha[j] * z, pp.su[j] * z + pp.bu[j]), pp.fixed[j] * z)
+        ga[j] = np.where(unst & pos, coefs[j] * z, 0.0)
+        gb[j] = -pp.sign[j] * z
+    return ga, gb
+
+
+@dataclass
+class OptimisedBounds:
+    """The sound bounds (P,) at each pair's best (α, β), those parameters, and the evaluation there."""
+
+    lower: np.ndarray
+    alpha: dict
+    beta: dict
+    at_best: PairBounds
+    iterations: int
+
+
+def optimise_pairs(pp: PairProblem, alpha: dict | None = None, beta: dict | None = None, iterations: int = 20,
+                   stop_at: float = 0.0, lr_alpha: float = LR_ALPHA, lr_beta: float = LR_BETA) -> OptimisedBounds:
+    """Projected Adam ascent of every pair's lower bound in its α (in [0, 1]) and β (>= 0), from the given
+    starting values (DeepPoly's slopes and zero multipliers by default). Stops early once every pair's
+    bound exceeds ``stop_at``. The returned bounds include the rounding terms; the best iterate is
+    chosen on bounds without them, so it can fall below the start's sound bound by at most those terms."""
+    alpha = {j: np.clip(a, 0.0, 1.0) for j, a in (alpha or pp.default_alpha()).items()}
+    beta = {j: np.maximum(b, 0.0) for j, b in (beta or pp.zero_beta()).items()}
+    best_a = {j: a.copy() for j, a in alpha.items()}
+    best_b = {j: b.copy() for j, b in beta.items()}
+    best = np.full(pp.n_pairs, -np.inf)
+    moments = {("a", j): [np.zeros_like(a), np.zeros_like(a)] for j, a in alpha.items()}
+    moments.update({("b", j): [np.zeros_like(b), np.zeros_like(b)] for j, b in beta.items()})
+    done = 0
+    for it in range(iterations):
+        ev = pair_bounds(pp, alpha, beta, sound=False, grad=True)
+        better = ev.lower > best
+        best = np.where(better, ev.lower, best)
+        for j in alpha:
+            best_a[j][better] = alpha[j][better]
+            best_b[j][better] = beta[j][better]
+        done = it + 1
+        if np.all(best > stop_at) or it == iterations - 1:
+            break
+        t = it + 1
+        for (kind, j), (m1, m2) in moments.items():
+            g = ev.grad_alpha[j] if kind == "a" else ev.grad_beta[j]
+            m1 *= ADAM_B1
+            m1 += (1 - ADAM_B1) * g
+            m2 *= ADAM_B2
+            m2 += (1 - ADAM_B2) * g * g
+            step = (m1 / (1 - ADAM_B1 ** t)) / (np.sqrt(m2 / (1 - ADAM_B2 ** t)) + ADAM_EPS)
+            if kind == "a":
+                alpha[j] = np.clip(alpha[j] + lr_alpha * step, 0.0, 1.0)
+            else:
+                beta[j] = np.maximum(beta[j] + lr_beta * step, 0.0) * (pp.sign[j] != 0)
+    final = pair_bounds(pp, best_a, best_b, sound=True)
+    return OptimisedBounds(final.lower, best_a, best_b, final, done)
+
+
+__all__ = ["PairProblem", "PairBounds", "pair_bounds", "optimise_pairs", "OptimisedBounds"]
