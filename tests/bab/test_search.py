@@ -1,0 +1,155 @@
+"""ReLU branch and bound (absint.bab.search, verify(method="bab")): verdicts agree with exact minima
+(phase enumeration + linprog) both ways, empty sub-problems are recognised, the memory budget is
+obeyed, and on mnistfc no verdict is ever wrong."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import absint
+from absint.bab.search import BabOptions, BabOutcome, relu_bab
+from absint.domains.deeppoly_batch import AffineReluChain, ReluSplits, deeppoly_boxes
+from absint.input_split import RowSets
+from absint.network import Affine, Network, Node, ReLU
+from absint.verify import _stack, falsify, spec_network
+from absint.vnnlib import parse_vnnlib
+from tests._bench import NO_BENCHMARKS, benchmark_instances
+from tests.domains.test_deeppoly_batch import random_chain
+from tests.reference.relu_lp import exact_minimum
+
+
+def _prop(lo, hi, unsafe):
+    decl = "".join(f"(declare-const X_{i} Real)\n" for i in range(len(lo))) + "(declare-const Y_0 Real)\n"
+    bounds = "".join(f"(assert (>= X_{i} {float(a)!r}))\n(assert (<= X_{i} {float(b)!r}))\n" for i, (a, b) in enumerate(zip(lo, hi)))
+    return decl + bounds + unsafe
+
+
+def _net_and_min(seed):
+    rng = np.random.default_rng(seed)
+    net = random_chain(rng, (3, 5, 5, 1))
+    lo = np.round(rng.normal(size=3) - 1.0, 3)
+    hi = np.round(lo + 2.0, 3)
+    chain = AffineReluChain.from_network(net)
+    m, _ = exact_minimum(chain.layers, lo, hi, np.ones(1))
+    return net, lo, hi, m
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("side", ["holds", "violated"])
+def test_agrees_with_enumeration_both_ways(seed, side):
+    """Unsafe y <= t: holds when t is below the exact minimum of y over the box, violated above it."""
+    net, lo, hi, m = _net_and_min(seed)
+    t = m - 0.02 if side == "holds" else m + 0.02
+    spec = parse_vnnlib(_prop(lo, hi, f"(assert (<= Y_0 {float(t)!r}))\n"), net)
+    v = absint.verify(net, spec, timeout=30, method="bab", samples=4, pgd_steps=0)
+    assert v.status == side, (v, m, t)
+    if side == "violated":
+        x, y = v.counterexample
+        assert np.all(x.ravel() >= lo) and np.all(x.ravel() <= hi) and y[0] <= t
+    else:
+        assert v.stats["bab"]["subproblems"] >= 1
+
+
+def test_finds_the_counterexample_without_sampling():
+    """With sampling and gradient steps off, a counterexample comes from a sub-problem's minimiser x*."""
+    found = 0
+    for seed in range(8):
+        net, lo, hi, m = _net_and_min(seed)
+        spec = parse_vnnlib(_prop(lo, hi, f"(assert (<= Y_0 {float(m + 0.05)!r}))\n"), net)
+        v = absint.verify(net, spec, timeout=30, method="bab", samples=0, pgd_steps=0)
+        assert v.status in ("violated", "unknown")
+        found += v.status == "violated"
+    assert found >= 6
+
+
+def _two_kinks() -> Network:
+    """y = relu(x) - relu(x - 1): 0 for x <= 0, x on [0, 1], 1 above."""
+    return Network((1,), [Node("fc", Affine(np.array([[1.0], [1.0]]), np.array([0.0, -1.0])), (-1,)),
+                          Node("relu", ReLU(), (0,)),
+                          Node("out", Affine(np.array([[1.0, -1.0]]), np.zeros(1)), (1,))])
+
+
+def test_splitting_proves_what_the_relaxation_cannot():
+    """min y = 0 on [-1, 2]: the optimised relaxation alone does not prove y > -0.01, splitting does."""
+    net = _two_kinks()
+    spec = parse_vnnlib(_prop([-1.0], [2.0], "(assert (<= Y_0 -0.01))\n"), net)
+    v = absint.verify(net, spec, timeout=30, method="bab", samples=0, pgd_steps=0)
+    assert v.status == "holds"
+    assert v.stats["bab"]["subproblems"] > 1 and v.stats["bab"]["root_bound"] < -0.01
+
+
+def test_contradictory_splits_are_empty_subproblems():
+    """With z1 = x and z2 = relu(z1) - 0.5: 'z1 <= 0' together with 'z2 >= 0' is empty; each alone is not."""
+    net = Network((1,), [Node("fc1", Affine(np.array([[1.0]]), np.zeros(1)), (-1,)), Node("r1", ReLU(), (0,)),
+                         Node("fc2", Affine(np.array([[1.0]]), np.array([-0.5])), (1,)), Node("r2", ReLU(), (2,)),
+                         Node("out", Affine(np.array([[1.0]]), np.zeros(1)), (3,))])
+    chain = AffineReluChain.from_network(net)
+    phases = {1: np.array([[-1], [-1], [0]], np.int8), 3: np.array([[1], [0], [1]], np.int8)}
+    res = deeppoly_boxes(chain, np.full((3, 1), -1.0), np.full((3, 1), 2.0), splits=ReluSplits(phases))
+    assert res.infeasible.tolist() == [True, False, False]
+
+
+def test_queue_over_the_memory_budget_is_unknown():
+    rng = np.random.default_rng(3)
+    net = random_chain(rng, (20, 40, 40, 40, 2))
+    A, b = np.array([[1.0, -1.0]]), np.array([-50.0])   # y0 - y1 >= -50 ... unsafe when y0 - y1 <= -50
+    chain = AffineReluChain.from_network(spec_network(net, A, b))
+    rows = RowSets(A, b, np.zeros(1, bool), (slice(0, 1),))
+    out = relu_bab(chain, rows, -np.ones(20) * 3, np.ones(20) * 3, check_counterexample=lambda x: None,
+                   check_time=lambda: None, options=BabOptions(memory_bytes=1))
+    assert out.result == "unknown" and "memory" in out.reason
+
+
+def test_deadline_keeps_statistics():
+    rng = np.random.default_rng(4)
+    net = random_chain(rng, (30, 60, 60, 60, 2))
+    A, b = np.array([[1.0, -1.0]]), np.array([-1.0])
+    chain = AffineReluChain.from_network(spec_network(net, A, b))
+    rows = RowSets(A, b, np.zeros(1, bool), (slice(0, 1),))
+    out = BabOutcome()
+    stop = time.perf_counter() + 1.0
+
+    class Stop(Exception):
+        pass
+
+    def check_time():
+        if time.perf_counter() > stop:
+            raise Stop
+
+    with pytest.raises(Stop):
+        relu_bab(chain, rows, -np.ones(30) * 4, np.ones(30) * 4, check_counterexample=lambda x: None,
+                 check_time=check_time, out=out)
+    assert out.subproblems >= 1 and out.time_bounding > 0
+
+
+def _mnist_cases():
+    inst = benchmark_instances("mnistfc")
+    if not inst:
+        return [pytest.param(None, marks=pytest.mark.skip(reason=NO_BENCHMARKS))]
+    picked = [i for i in inst if "256x2" in i[1].name][::3] + [i for i in inst if "256x4" in i[1].name][1:2]
+    return [pytest.param(i, id=f"{i[1].stem[10:]}-{i[2].stem}") for i in picked]
+
+
+@pytest.mark.parametrize("instance", _mnist_cases())
+def test_mnistfc_never_wrong(instance):
+    """A 'violated' is confirmed by onnxruntime; a 'holds' survives a stronger independent attack."""
+    _, onnx_path, vnnlib_path, _ = instance
+    net = absint.load_onnx(onnx_path)
+    spec = absint.load_vnnlib(vnnlib_path, net)
+    v = absint.verify(net, spec, timeout=15, seed=3)
+    assert v.status in ("holds", "violated", "timeout", "unknown")
+    if v.status == "violated":
+        x, y = v.counterexample
+        assert spec.is_counterexample(x.ravel(), y)
+        sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        inp = sess.get_inputs()[0]
+        shape = [d if isinstance(d, int) else 1 for d in inp.shape]
+        y_ort = sess.run(None, {inp.name: x.reshape(shape).astype(np.float32)})[0].ravel()
+        assert spec.is_counterexample(x.ravel(), y_ort.astype(np.float64), tol=1e-4)
+    if v.status == "holds":
+        for region in spec.regions:
+            assert falsify(net, region, samples=2000, pgd_steps=60, rng=11) is None

@@ -1,0 +1,163 @@
+"""Optimised DeepPoly (absint.bab.slopes): analytic gradients, soundness against exact minima (phase
+enumeration + linprog) and sampling, never looser than DeepPoly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import absint
+from absint.bab.slopes import PairProblem, optimise_pairs, pair_bounds
+from absint.domains.deeppoly_batch import AffineReluChain, ReluSplits, deeppoly_boxes
+from absint.network import Affine, ReLU
+from absint.verify import _stack, spec_network
+from tests._bench import NO_BENCHMARKS, benchmark_instances
+from tests.domains.test_deeppoly_batch import random_chain
+from tests.reference.relu_lp import exact_minimum
+
+
+def _relus(chain):
+    return [j for j, l in enumerate(chain.layers) if isinstance(l, ReLU)]
+
+
+def sub_problem(chain, lo, hi, fixed: dict, rows):
+    """One sub-problem (ReLU phases ``fixed`` {(j, i): ±1}) with a pair per output row in ``rows``."""
+    phases = {j: np.zeros((1, chain.layers[j - 1].weight.shape[0]), np.int8) for j in _relus(chain)}
+    for (j, i), s in fixed.items():
+        phases[j][0, i] = s
+    res = deeppoly_boxes(chain, lo[None], hi[None], splits=ReluSplits(phases))
+    rows = np.asarray(rows)
+    pp = PairProblem.gather(chain, res.layers, phases, lo[None], hi[None], np.zeros(len(rows), int), rows)
+    return res, pp
+
+
+def random_setup(seed, sizes=(3, 5, 4, 2), n_fixed=2):
+    rng = np.random.default_rng(seed)
+    chain = AffineReluChain.from_network(random_chain(rng, sizes))
+    lo = rng.normal(size=sizes[0]) - 1.0
+    hi = lo + 2.0 * rng.random(sizes[0]) + 0.5
+    neurons = [(j, i) for j in _relus(chain) for i in range(chain.layers[j - 1].weight.shape[0])]
+    pick = rng.choice(len(neurons), size=n_fixed, replace=False)
+    fixed = {neurons[k]: int(rng.choice([-1, 1])) for k in pick}
+    return rng, chain, lo, hi, fixed
+
+
+def random_params(rng, pp, beta_scale=1.0):
+    alpha = {j: rng.random(a.shape) for j, a in pp.default_alpha().items()}
+    beta = {j: beta_scale * rng.random(s.shape) * (s != 0) for j, s in pp.sign.items()}
+    return alpha, beta
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_gradients_match_finite_differences(seed):
+    rng, chain, lo, hi, fixed = random_setup(seed, sizes=(4, 8, 8, 3), n_fixed=3)
+    _, pp = sub_problem(chain, lo, hi, fixed, [0, 1, 2])
+    alpha, beta = random_params(rng, pp)
+    ev = pair_bounds(pp, alpha, beta, sound=False, grad=True)
+    h = 1e-7
+    checked = 0
+    for kind, params, grads in (("alpha", alpha, ev.grad_alpha), ("beta", beta, ev.grad_beta)):
+        for j in params:
+            for p in range(pp.n_pairs):
+                for i in range(params[j].shape[1]):
+                    if kind == "beta" and pp.sign[j][p, i] == 0:
+                        continue
+                    plus = {k: v.copy() for k, v in params.items()}
+                    plus[j][p, i] += h
+                    minus = {k: v.copy() for k, v in params.items()}
+                    minus[j][p, i] -= h
+                    args = (plus, beta) if kind == "alpha" else (alpha, plus)
+                    margs = (minus, beta) if kind == "alpha" else (alpha, minus)
+                    fd = (pair_bounds(pp, *args, sound=False).lower[p] - pair_bounds(pp, *margs, sound=False).lower[p]) / (2 * h)
+                    assert fd == pytest.approx(grads[j][p, i], abs=1e-5), (kind, j, p, i)
+                    checked += 1
+    assert checked > 20
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_bound_is_the_linearised_network_at_its_minimiser(seed):
+    """bound = ẑ_L[r] - Σ β s ẑ along the forward pass of the chosen relaxation planes from x*."""
+    rng, chain, lo, hi, fixed = random_setup(seed, sizes=(4, 8, 8, 3), n_fixed=3)
+    _, pp = sub_problem(chain, lo, hi, fixed, [0, 1, 2])
+    alpha, beta = random_params(rng, pp)
+    ev = pair_bounds(pp, alpha, beta, sound=False)
+    h, penalty = ev.x_star, np.zeros(pp.n_pairs)
+    for j, layer in enumerate(chain.layers):
+        if isinstance(layer, Affine):
+            h = h @ layer.weight.T + layer.bias
+            continue
+        z, pos, unst = h, ev.coef[j] >= 0, pp.unstable[j]
+        penalty += np.sum(beta[j] * pp.sign[j] * z, axis=1)
+        h = np.where(unst, np.where(pos, alpha[j] * z, pp.su[j] * z + pp.bu[j]), pp.fixed[j] * z)
+    np.testing.assert_allclose(ev.lower, h[np.arange(pp.n_pairs), pp.rows] - penalty, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_never_tighter_than_the_exact_minimum(seed):
+    """Random and optimised (α, β) on a sub-problem never bound above min over the sub-problem's inputs
+    (phase enumeration + linprog), and optimisation is never looser than DeepPoly's slopes."""
+    rng, chain, lo, hi, fixed = random_setup(seed)
+    res, pp = sub_problem(chain, lo, hi, fixed, [0, 1])
+    exact = [exact_minimum(chain.layers, lo, hi, np.eye(2)[r], fixed)[0] for r in (0, 1)]
+    for _ in range(5):
+        alpha, beta = random_params(rng, pp, beta_scale=3.0)
+        got = pair_bounds(pp, alpha, beta).lower
+        assert np.all(got <= np.array(exact) + 1e-9), (got, exact)
+    opt = optimise_pairs(pp, iterations=30)
+    assert np.all(opt.lower <= np.array(exact) + 1e-9)
+    if not res.infeasible[0]:
+        start = pair_bounds(pp, pp.default_alpha(), pp.zero_beta()).lower
+        assert np.all(opt.lower >= start - 1e-9 * np.maximum(1.0, np.abs(start)))
+
+
+def test_optimisation_tightens_on_average():
+    """Over random sub-problems, optimised bounds close part of the gap DeepPoly leaves to the exact minimum."""
+    gained, gaps = 0.0, 0.0
+    for seed in range(12):
+        _, chain, lo, hi, fixed = random_setup(seed, n_fixed=1)
+        res, pp = sub_problem(chain, lo, hi, fixed, [0, 1])
+        if res.infeasible[0]:
+            continue
+        exact = np.array([exact_minimum(chain.layers, lo, hi, np.eye(2)[r], fixed)[0] for r in (0, 1)])
+        start = pair_bounds(pp, pp.default_alpha(), pp.zero_beta()).lower
+        opt = optimise_pairs(pp, iterations=40)
+        gained += float(np.sum(opt.lower - start))
+        gaps += float(np.sum(exact - start))
+    assert gaps > 0 and gained > 0.2 * gaps, (gained, gaps)
+
+
+def test_default_slopes_reproduce_deeppoly():
+    """With DeepPoly's slopes and no multipliers, the pair bound is DeepPoly's back-substituted bound
+    (``deeppoly_boxes`` keeps the larger of it and the interval bound)."""
+    rng = np.random.default_rng(5)
+    chain = AffineReluChain.from_network(random_chain(rng, (6, 20, 20, 20, 4)))
+    lo = rng.normal(size=6) - 0.5
+    hi = lo + 1.0
+    res, pp = sub_problem(chain, lo, hi, {}, [0, 1, 2, 3])
+    got = pair_bounds(pp, pp.default_alpha(), pp.zero_beta()).lower
+    dp = res.lower[0]
+    assert np.all(got <= dp + 1e-12 * np.maximum(1, np.abs(dp)))
+    assert np.allclose(got, dp, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(not benchmark_instances("mnistfc"), reason=NO_BENCHMARKS)
+def test_sampled_points_respect_optimised_bounds_on_mnistfc():
+    """mnistfc 256x2 with a real property: random points, box corners near the image and the relaxation
+    minimisers x* (gradient-guided) never go below the bound of the sub-problem they fall in."""
+    _, onnx, vnnlib, _ = next(i for i in benchmark_instances("mnistfc") if "256x2" in i[1].name and "0.05" in i[2].name)
+    net = absint.load_onnx(onnx)
+    region = absint.load_vnnlib(vnnlib, net).regions[0]
+    A, b, _, _ = _stack(region.unsafe)
+    chain = AffineReluChain.from_network(spec_network(net, A, b))
+    lo, hi = region.lower.ravel(), region.upper.ravel()
+    res, pp = sub_problem(chain, lo, hi, {}, np.arange(A.shape[0]))
+    rng = np.random.default_rng(0)
+    opt = optimise_pairs(pp, iterations=20)
+    bounds = [opt.lower, pair_bounds(pp, *random_params(rng, pp)).lower]
+    x = np.vstack([lo + rng.random((500, lo.size)) * (hi - lo),
+                   np.where(rng.random((500, lo.size)) < 0.5, lo, hi), opt.at_best.x_star])
+    margins = net.forward(x.reshape((-1,) + net.input_shape)) @ A.T - b
+    for bound in bounds:
+        assert np.all(margins >= bound[None, :] - 1e-9)
+    start = pair_bounds(pp, pp.default_alpha(), pp.zero_beta()).lower
+    assert np.all(opt.lower >= start - 1e-9) and np.any(opt.lower > start + 1e-3)
