@@ -232,6 +232,15 @@ def _configure_verify(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", choices=STORAGES, default=None, help="noise-symbol storage (default: planner)")
     p.add_argument("--out", metavar="FILE", default=None, help="write the VNN-COMP result file here")
     p.add_argument("--seed", type=int, default=0, help="seed of the counterexample search")
+    _add_method(p)
+
+
+def _add_method(p: argparse.ArgumentParser) -> None:
+    from .verify import METHODS
+
+    p.add_argument("--method", choices=METHODS, default="auto",
+                   help="branch and bound: auto (input splitting for at most 16 input dimensions of non-zero "
+                        "width, else on ReLU phases), input-split, bab (ReLU phases), none")
 
 
 def _short_vector(name: str, v: np.ndarray, limit: int = 4) -> str:
@@ -248,7 +257,7 @@ def _run_verify(args: argparse.Namespace) -> int:
     net = load_network(args.network)
     spec = load_vnnlib(args.property, net)
     v = verify(net, spec, domain=args.domain, timeout=args.timeout, memory_budget=args.memory,
-               storage=args.storage, seed=args.seed)
+               storage=args.storage, seed=args.seed, method=args.method)
     stats = v.stats
     head = f"{v.status} ({v.result}) in {stats.get('time_s', 0.0):.2f} s, {stats.get('boxes', 0)} boxes"
     if v.status == "violated":
@@ -265,7 +274,11 @@ def _run_verify(args: argparse.Namespace) -> int:
         print(f"{head}: counterexample checked by a concrete forward pass: {_short_vector('X', x)}; "
               f"{_short_vector('Y', y)}")
     else:
-        print(f"{head}, {stats.get('analyses', 0)} analyses, {stats.get('samples', 0)} samples ({args.domain})")
+        bab = stats.get("bab")
+        detail = (f"ReLU branch and bound: {bab['subproblems']} sub-problems, depth {bab['max_depth']}, "
+                  f"{bab['time_bounding_s']:.1f} s bounding, {bab['time_branching_s']:.1f} s branching"
+                  if bab else f"{stats.get('analyses', 0)} analyses")
+        print(f"{head}, {detail}, {stats.get('samples', 0)} samples ({args.domain})")
     if args.out:
         write_result(args.out, v, net.input_size)
     return 0
@@ -290,6 +303,7 @@ def _configure_run_benchmark(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N instances")
     p.add_argument("--filter", default=None, metavar="SUBSTRING",
                    help="only instances whose network or property path contains SUBSTRING")
+    _add_method(p)
 
 
 def _benchmark_summary(rows, total: int) -> str:
@@ -316,7 +330,8 @@ def _run_run_benchmark(args: argparse.Namespace) -> int:
     try:
         rows = run_benchmark(args.directory, timeout_scale=args.timeout_scale, jobs=args.jobs, out=args.out,
                              domain=args.domain, progress=progress, executor=args.executor,
-                             scheduler=args.scheduler, limit=args.limit, filter=args.filter)
+                             scheduler=args.scheduler, limit=args.limit, filter=args.filter,
+                             options=None if args.method == "auto" else {"method": args.method})
     except BenchmarkInterrupted as exc:
         print("interrupted: partial summary of the finished instances "
               f"(written to {args.out})", file=sys.stderr)

@@ -93,9 +93,10 @@ def test_verify_options_reach_verify(files, capsys, monkeypatch):
     monkeypatch.setattr(VERIFY_MODULE, "verify", fake)
     code, stdout, _ = run(capsys, "verify", files / "id.onnx", files / "sat.vnnlib", "--timeout", "2.5",
                           "--domain", "deeppoly", "--memory", "64MiB", "--storage", "csr", "--seed", "7",
-                          "--out", files / "r")
+                          "--method", "bab", "--out", files / "r")
     assert code == 0 and stdout.startswith("timeout (timeout)")
-    assert seen == {"domain": "deeppoly", "timeout": 2.5, "memory_budget": "64MiB", "storage": "csr", "seed": 7}
+    assert seen == {"domain": "deeppoly", "timeout": 2.5, "memory_budget": "64MiB", "storage": "csr", "seed": 7,
+                    "method": "bab"}
     assert (files / "r").read_text() == "timeout\n"
 
 

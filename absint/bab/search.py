@@ -24,17 +24,18 @@ from ..domains.deeppoly_batch import AffineReluChain, ReluSplits, deeppoly_boxes
 from ..input_split import RowSets, _disjunct_scores
 from ..network import Affine, ReLU
 from .branching import choose_splits
-from .slopes import PairProblem, optimise_pairs
+from .slopes import PairProblem, optimise_intermediate, optimise_pairs
 
 
 @dataclass(frozen=True)
 class BabOptions:
-    """Search settings: sub-problems split per round (``batch``), Adam iterations at the root and per
-    round, whether intermediate bounds are back-substituted again after a split, and the bytes the
+    """Search settings: sub-problems split per round (``batch``), Adam iterations at the root (for the
+    rows, and for the intermediate bounds: 0 keeps DeepPoly's) and per round, whether intermediate bounds are back-substituted again after a split, and the bytes the
     queue and a round's arrays may use."""
 
     batch: int = 64
     root_iterations: int = 50
+    intermediate_iterations: int = 20
     iterations: int = 15
     refine_intermediate: bool = True
     memory_bytes: int = 4 << 30
@@ -164,8 +165,13 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
         splits = ReluSplits(batch.phases, batch.prior, batch.start if options.refine_intermediate or batch.start is None
                             else np.full(B, len(chain.layers)))
         res = deeppoly_boxes(chain, lo, hi, sound_fp=True, splits=splits)
+        layers, infeasible = res.layers, res.infeasible
+        if batch is root and options.intermediate_iterations > 0:
+            layers, empty_root = optimise_intermediate(chain, layers, batch.phases, lo, hi,
+                                                       options.intermediate_iterations, check_time)
+            infeasible = infeasible | empty_root
         out.subproblems += B
-        feasible = ~res.infeasible
+        feasible = ~infeasible
         row_open = np.zeros((B, R), bool)
         for d, s in enumerate(rows.slices):
             row_open[:, s] = batch.open[:, d:d + 1]
@@ -175,11 +181,11 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
         low[feasible] = -np.inf
         best_alpha, best_beta = None, None
         if sub.size:
-            pp = PairProblem.gather(chain, res.layers, batch.phases, lo, hi, sub, row)
+            pp = PairProblem.gather(chain, layers, batch.phases, lo, hi, sub, row)
             a0 = None if batch.alpha is None else {j: batch.alpha[j][sub, row] for j in relus}
             b0 = None if batch.beta is None else {j: batch.beta[j][sub, row] for j in relus}
             opt = optimise_pairs(pp, a0, b0, iterations=iterations)
-            low[sub, row] = np.maximum(opt.lower, res.layers[-1][0][sub, row])
+            low[sub, row] = np.maximum(opt.lower, layers[-1][0][sub, row])
             best_alpha, best_beta = opt.alpha, opt.beta
         empty, score, best = _disjunct_scores(low, rows)
         still = batch.open & ~empty & feasible[:, None]
@@ -209,7 +215,7 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
                     bb = np.zeros_like(a)
                     bb[row[sel]] = best_beta[j][sel]
                     beta[j] = bb
-                bounds = {k: (res.layers[k][0][b].copy(), res.layers[k][1][b].copy())
+                bounds = {k: (layers[k][0][b].copy(), layers[k][1][b].copy())
                           for k, layer in enumerate(chain.layers) if isinstance(layer, Affine)}
                 s = _Sub(bounds, {j: batch.phases[j][b].copy() for j in relus}, still[b].copy(), alpha, beta,
                          choice, int(batch.depth[b]))

@@ -51,6 +51,8 @@ class PairProblem:
     area_alpha: dict
     pre_lower: dict
     pre_upper: dict
+    top: int = -1                       # chain index of the layer whose outputs the rows are (-1: the last)
+    row_sign: np.ndarray | None = None  # (P,) ±1: bound σ z_row (-1 gives an upper bound); None: all +1
 
     @property
     def n_pairs(self) -> int:
@@ -58,12 +60,15 @@ class PairProblem:
 
     @classmethod
     def gather(cls, chain: AffineReluChain, layers: list[tuple[np.ndarray, np.ndarray]], phases: dict,
-               lower: np.ndarray, upper: np.ndarray, sub: np.ndarray, rows: np.ndarray) -> "PairProblem":
+               lower: np.ndarray, upper: np.ndarray, sub: np.ndarray, rows: np.ndarray, top: int = -1,
+               row_sign: np.ndarray | None = None) -> "PairProblem":
         """Pairs (sub[p], rows[p]) of the sub-problems whose layer bounds are ``layers`` (per chain layer,
         (B, n) arrays, as ``deeppoly_boxes`` returns them with splits) and whose input boxes are
-        ``lower``/``upper`` (B, n_in)."""
+        ``lower``/``upper`` (B, n_in). The rows are outputs of layer ``top`` (an Affine; default the
+        last), bounded from below, or from above where ``row_sign`` is -1."""
+        top = top % len(chain.layers)
         unstable, fixed, su, bu, sign, mag, affine_v, area, pl, pu = {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
-        for j, layer in enumerate(chain.layers):
+        for j, layer in enumerate(chain.layers[:top + 1]):
             lo_in, hi_in = (lower, upper) if j == 0 else layers[j - 1]
             m = np.maximum(np.abs(lo_in), np.abs(hi_in))
             if isinstance(layer, Affine):
@@ -83,7 +88,7 @@ class PairProblem:
             area[j] = np.where(cross & (u > -l), 1.0, 0.0)
             pl[j], pu[j] = l, u
         return cls(chain, np.asarray(rows, np.intp), lower[sub], upper[sub], unstable, fixed, su, bu, sign, mag,
-                   affine_v, area, pl, pu)
+                   affine_v, area, pl, pu, top, None if row_sign is None else np.asarray(row_sign, np.float64))
 
     def default_alpha(self) -> dict:
         """DeepPoly's slopes: 1 where u > -l, else 0 (the area heuristic), per ReLU (P, n)."""
@@ -106,16 +111,16 @@ class PairBounds:
 
 
 def pair_bounds(pp: PairProblem, alpha: dict, beta: dict, sound: bool = True, grad: bool = False) -> PairBounds:
-    """Lower bound of y_{rows[p]} on each pair's sub-problem for the given slopes and multipliers."""
+    """Lower bound of σ_p y_{rows[p]} (y: layer ``pp.top``'s outputs) on each pair's sub-problem for the
+    given slopes and multipliers."""
     chain = pp.chain
     P = pp.n_pairs
-    n_last = chain.layers[-1].weight.shape[0]
-    C = np.zeros((P, n_last))
-    C[np.arange(P), pp.rows] = 1.0
+    C = np.zeros((P, chain.layers[pp.top].weight.shape[0]))
+    C[np.arange(P), pp.rows] = 1.0 if pp.row_sign is None else pp.row_sign
     const = np.zeros(P)
     slack = np.zeros(P)
     coefs = {}
-    for j in range(len(chain.layers) - 1, -1, -1):
+    for j in range(pp.top, -1, -1):
         layer = chain.layers[j]
         if isinstance(layer, Affine):
             const += C @ layer.bias
@@ -139,7 +144,7 @@ def pair_bounds(pp: PairProblem, alpha: dict, beta: dict, sound: bool = True, gr
     bound = const + np.einsum("pj,pj->p", C, x_star)
     if sound:
         m = np.maximum(np.abs(pp.lower), np.abs(pp.upper))
-        slack += gamma(chain.n_inputs + len(chain.layers) + 4) * (np.einsum("pj,pj->p", np.abs(C), m) + np.abs(const))
+        slack += gamma(chain.n_inputs + pp.top + 5) * (np.einsum("pj,pj->p", np.abs(C), m) + np.abs(const))
         bound = np.nextafter(bound - inflate(slack), -np.inf)
     out = PairBounds(bound, coefs, x_star)
     if grad:
@@ -151,7 +156,7 @@ def _gradients(pp: PairProblem, alpha: dict, coefs: dict, x_star: np.ndarray) ->
     """∂bound/∂α and ∂bound/∂β from the forward pass of the linearised network from x*."""
     h = x_star
     ga, gb = {}, {}
-    for j, layer in enumerate(pp.chain.layers):
+    for j, layer in enumerate(pp.chain.layers[:pp.top + 1]):
         if isinstance(layer, Affine):
             h = h @ layer.weight.T + layer.bias
             continue
@@ -215,4 +220,40 @@ def optimise_pairs(pp: PairProblem, alpha: dict | None = None, beta: dict | None
     return OptimisedBounds(final.lower, best_a, best_b, final, done)
 
 
-__all__ = ["PairProblem", "PairBounds", "pair_bounds", "optimise_pairs", "OptimisedBounds"]
+
+
+def optimise_intermediate(chain: AffineReluChain, layers: list, phases: dict, lower: np.ndarray, upper: np.ndarray,
+                          iterations: int = 20, check_time=None) -> tuple[list, np.ndarray]:
+    """Tighter bounds of the free unstable ReLU inputs, layer by layer from the input: each neuron's lower
+    and upper bound optimised over its own slopes of the earlier ReLUs (alpha-CROWN's intermediate
+    bounds), intersected with the given ones; later layers then use the tightened relaxations.
+    Returns the new ``layers`` list (the given arrays are not modified) and which sub-problems the
+    tightened bounds prove empty."""
+    layers = [(lo.copy(), hi.copy()) for lo, hi in layers]
+    empty = np.zeros(len(lower), bool)
+    for k in range(1, len(chain.layers) - 1):
+        if not (isinstance(chain.layers[k], Affine) and isinstance(chain.layers[k + 1], ReLU)):
+            continue
+        if check_time is not None:
+            check_time()
+        lo, hi = layers[k]
+        free = (lo < 0) & (hi > 0)
+        if k + 1 in phases:
+            free &= phases[k + 1] == 0
+        b, i = np.nonzero(free)
+        if not b.size:
+            continue
+        n = b.size
+        pp = PairProblem.gather(chain, layers, phases, lower, upper, np.concatenate([b, b]), np.concatenate([i, i]),
+                                top=k, row_sign=np.concatenate([np.ones(n), -np.ones(n)]))
+        opt = optimise_pairs(pp, iterations=iterations, stop_at=np.inf)
+        lo[b, i] = np.maximum(lo[b, i], opt.lower[:n])
+        hi[b, i] = np.minimum(hi[b, i], -opt.lower[n:])
+        crossed = lo[b, i] > hi[b, i]  # sound bounds cross only on an empty sub-problem
+        empty[b[crossed]] = True
+        hi[b, i] = np.maximum(hi[b, i], lo[b, i])
+        layers[k + 1] = (np.maximum(lo, 0.0), np.maximum(hi, 0.0))
+    return layers, empty
+
+
+__all__ = ["PairProblem", "PairBounds", "pair_bounds", "optimise_pairs", "OptimisedBounds", "optimise_intermediate"]
