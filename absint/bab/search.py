@@ -36,7 +36,7 @@ class BabOptions:
     batch: int = 64
     root_iterations: int = 50
     intermediate_iterations: int = 20
-    iterations: int = 15
+    iterations: int = int(__import__("os").environ.get("BAB_IT", 15))
     refine_intermediate: bool = True
     memory_bytes: int = 4 << 30
 
@@ -53,13 +53,15 @@ class BabOutcome:
     time_branching: float = 0.0
     queue_peak: int = 0
     root_bound: float = float("nan")
+    global_bound: float = float("nan")  # the worst open sub-problem's bound: the whole problem's lower bound
     exhausted: int = 0   # sub-problems with every ReLU fixed and still not proved
     reason: str = ""
 
     def stats(self) -> dict:
         return {"subproblems": self.subproblems, "rounds": self.rounds, "max_depth": self.max_depth,
                 "time_bounding_s": round(self.time_bounding, 4), "time_branching_s": round(self.time_branching, 4),
-                "queue_peak": self.queue_peak, "root_bound": self.root_bound, "exhausted": self.exhausted,
+                "queue_peak": self.queue_peak, "root_bound": self.root_bound,
+                "global_bound": self.global_bound, "exhausted": self.exhausted,
                 **({"reason": self.reason} if self.reason else {})}
 
 
@@ -75,11 +77,12 @@ class _Sub:
     beta: dict
     choice: tuple[int, int]
     depth: int
+    row_bounds: np.ndarray  # (R,) its rows' lower bounds: its children's hold at least these
 
     @property
     def nbytes(self) -> int:
         arrays = [a for lh in self.bounds.values() for a in lh] + list(self.phases.values()) \
-            + list(self.alpha.values()) + list(self.beta.values())
+            + list(self.alpha.values()) + list(self.beta.values()) + [self.row_bounds]
         return sum(a.nbytes for a in arrays) + 400
 
 
@@ -95,6 +98,7 @@ class _Batch:
     alpha: dict
     beta: dict
     depth: np.ndarray
+    row_bounds: np.ndarray | None = None
 
 
 def _relu_indices(chain: AffineReluChain) -> list[int]:
@@ -128,7 +132,7 @@ def _children(chain: AffineReluChain, subs: list[_Sub]) -> _Batch:
     alpha = {j: np.stack([s.alpha[j] for s in twice]).astype(np.float64) for j in relus}
     beta = {j: np.stack([s.beta[j] for s in twice]).astype(np.float64) for j in relus}
     return _Batch(phases, prior, start, np.stack([s.open for s in twice]), alpha, beta,
-                  np.array([s.depth + 1 for s in twice]))
+                  np.array([s.depth + 1 for s in twice]), np.stack([s.row_bounds for s in twice]))
 
 
 def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.ndarray, *,
@@ -184,8 +188,10 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
             pp = PairProblem.gather(chain, layers, batch.phases, lo, hi, sub, row)
             a0 = None if batch.alpha is None else {j: batch.alpha[j][sub, row] for j in relus}
             b0 = None if batch.beta is None else {j: batch.beta[j][sub, row] for j in relus}
-            opt = optimise_pairs(pp, a0, b0, iterations=iterations)
+            opt = optimise_pairs(pp, a0, b0, iterations=iterations, check_time=check_time)
             low[sub, row] = np.maximum(opt.lower, layers[-1][0][sub, row])
+            if batch.row_bounds is not None:  # a sub-problem is part of its parent: the parent's bounds hold
+                low[sub, row] = np.maximum(low[sub, row], batch.row_bounds[sub, row])
             best_alpha, best_beta = opt.alpha, opt.beta
         empty, score, best = _disjunct_scores(low, rows)
         still = batch.open & ~empty & feasible[:, None]
@@ -218,13 +224,14 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
                 bounds = {k: (layers[k][0][b].copy(), layers[k][1][b].copy())
                           for k, layer in enumerate(chain.layers) if isinstance(layer, Affine)}
                 s = _Sub(bounds, {j: batch.phases[j][b].copy() for j in relus}, still[b].copy(), alpha, beta,
-                         choice, int(batch.depth[b]))
+                         choice, int(batch.depth[b]), low[b].copy())
                 counter += 1
                 queue_bytes += s.nbytes
                 heapq.heappush(queue, (float(score[b][still[b]].min()), counter, s))
                 out.max_depth = max(out.max_depth, s.depth)
             out.time_branching += time.perf_counter() - t_branch
         out.queue_peak = max(out.queue_peak, len(queue))
+        out.global_bound = queue[0][0] if queue else float("inf")
         if queue_bytes > options.memory_bytes:
             out.result, out.reason = "unknown", "the sub-problem queue outgrew the memory budget"
             return out

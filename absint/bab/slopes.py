@@ -181,10 +181,11 @@ class OptimisedBounds:
 
 
 def optimise_pairs(pp: PairProblem, alpha: dict | None = None, beta: dict | None = None, iterations: int = 20,
-                   stop_at: float = 0.0, lr_alpha: float = LR_ALPHA, lr_beta: float = LR_BETA) -> OptimisedBounds:
+                   stop_at: float = 0.0, lr_alpha: float = LR_ALPHA, lr_beta: float = LR_BETA,
+                   check_time=None) -> OptimisedBounds:
     """Projected Adam ascent of every pair's lower bound in its α (in [0, 1]) and β (>= 0), from the given
     starting values (DeepPoly's slopes and zero multipliers by default). Stops early once every pair's
-    bound exceeds ``stop_at``. The returned bounds include the rounding terms; the best iterate is
+    bound exceeds ``stop_at``; ``check_time()`` is called every iteration (it may raise). The returned bounds include the rounding terms; the best iterate is
     chosen on bounds without them, so it can fall below the start's sound bound by at most those terms."""
     alpha = {j: np.clip(a, 0.0, 1.0) for j, a in (alpha or pp.default_alpha()).items()}
     beta = {j: np.maximum(b, 0.0) for j, b in (beta or pp.zero_beta()).items()}
@@ -195,6 +196,8 @@ def optimise_pairs(pp: PairProblem, alpha: dict | None = None, beta: dict | None
     moments.update({("b", j): [np.zeros_like(b), np.zeros_like(b)] for j, b in beta.items()})
     done = 0
     for it in range(iterations):
+        if check_time is not None and it:
+            check_time()
         ev = pair_bounds(pp, alpha, beta, sound=False, grad=True)
         better = ev.lower > best
         best = np.where(better, ev.lower, best)
@@ -246,7 +249,7 @@ def optimise_intermediate(chain: AffineReluChain, layers: list, phases: dict, lo
         n = b.size
         pp = PairProblem.gather(chain, layers, phases, lower, upper, np.concatenate([b, b]), np.concatenate([i, i]),
                                 top=k, row_sign=np.concatenate([np.ones(n), -np.ones(n)]))
-        opt = optimise_pairs(pp, iterations=iterations, stop_at=np.inf)
+        opt = optimise_pairs(pp, iterations=iterations, stop_at=np.inf, check_time=check_time)
         lo[b, i] = np.maximum(lo[b, i], opt.lower[:n])
         hi[b, i] = np.minimum(hi[b, i], -opt.lower[n:])
         crossed = lo[b, i] > hi[b, i]  # sound bounds cross only on an empty sub-problem

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..fp import UNIT_ROUNDOFF, gamma, inflate, widen
 from ..errors import MemoryBudgetError
@@ -21,6 +22,36 @@ from ..linear import is_linear, linear_op
 from ..network import NETWORK_INPUT, Affine, Network, ReLU, Reshape
 from ..relaxations import relu_deeppoly
 from .interval import centre_radius
+
+
+#: an explicit matrix of a linear layer is stored sparse (CSR) below this share of non-zeros
+SPARSE_DENSITY = 0.2
+
+
+@dataclass(frozen=True, eq=False)
+class SparseAffine(Affine):
+    """y = W x + b with W a scipy CSR array: a convolution made explicit inside a chain (products with
+    dense coefficient rows, C W and X Wᵀ, cost its non-zeros, not its full size)."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "weight", sp.csr_array(self.weight))
+        object.__setattr__(self, "bias", np.asarray(self.bias, np.float64))
+        if self.bias.shape[0] != self.weight.shape[0]:
+            raise ValueError(f"SparseAffine bias has {self.bias.shape[0]} entries for {self.weight.shape[0]} outputs")
+
+    @property
+    def nbytes(self) -> int:
+        w = self.weight
+        return w.data.nbytes + w.indices.nbytes + w.indptr.nbytes + self.bias.nbytes
+
+
+def _explicit(op) -> Affine:
+    """The layer of ``op`` as an explicit matrix: sparse when few entries are non-zero."""
+    W = op.apply(np.eye(op.n_in)).T
+    bias = np.array(op.bias, np.float64)
+    if np.count_nonzero(W) < SPARSE_DENSITY * W.size:
+        return SparseAffine(W, bias)
+    return Affine(np.ascontiguousarray(W), bias)
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,9 +66,9 @@ class AffineReluChain:
         """The chain of ``net``, or None when ``net`` has another layer type or a branch.
 
         Other linear layers (Conv2d, pooling by averages, normalisation) become explicit Affine
-        matrices when ``materialise_bytes`` > 0, up to that many bytes of matrices in all (the
-        entries are copies of the weights, so the network's real-arithmetic function is unchanged);
-        beyond it, MemoryBudgetError."""
+        matrices (``SparseAffine`` when mostly zero) when ``materialise_bytes`` > 0, up to that many
+        bytes in all, counting the dense matrix built on the way (the entries are copies of the
+        weights, so the network's real-arithmetic function is unchanged); beyond it, MemoryBudgetError."""
         layers, shape, dense_bytes = [], tuple(net.input_shape), 0
         for k, node in enumerate(net.nodes):
             if node.inputs != ((k - 1) if k else NETWORK_INPUT,):
@@ -50,10 +81,10 @@ class AffineReluChain:
                 if not (materialise_bytes and is_linear(layer)):
                     return None
                 op = linear_op(layer, in_shape)
-                dense_bytes += 8 * op.n_in * op.n_out
-                if dense_bytes > materialise_bytes:
-                    raise MemoryBudgetError(node.name, dense_bytes, materialise_bytes)
-                layer = Affine(op.apply(np.eye(op.n_in)).T.copy(), np.array(op.bias, np.float64))
+                if dense_bytes + 16 * op.n_in * op.n_out > materialise_bytes:  # the identity's image and W
+                    raise MemoryBudgetError(node.name, dense_bytes + 16 * op.n_in * op.n_out, materialise_bytes)
+                layer = _explicit(op)
+                dense_bytes += layer.nbytes if isinstance(layer, SparseAffine) else layer.weight.nbytes
             layers.append(layer)
         if not layers or not isinstance(layers[0], Affine):
             return None
@@ -238,4 +269,4 @@ def _backsubstitute(chain, k, boxes, rows, mags, relax, affine_v, lower, upper, 
     return lo, up, (C_l if want_coef else None)
 
 
-__all__ = ["AffineReluChain", "BatchBounds", "ReluSplits", "deeppoly_boxes"]
+__all__ = ["AffineReluChain", "BatchBounds", "ReluSplits", "SparseAffine", "deeppoly_boxes"]

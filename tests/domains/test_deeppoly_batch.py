@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import absint
-from absint.domains.deeppoly_batch import AffineReluChain, deeppoly_boxes
+from absint.domains.deeppoly_batch import AffineReluChain, SparseAffine, deeppoly_boxes
 from absint.network import Affine, Conv2d, Network, Node, ReLU, Reshape
 from absint.verify import spec_network
 from tests._bench import NO_BENCHMARKS, benchmark_networks
@@ -90,3 +90,42 @@ def test_chain_detection():
     assert AffineReluChain.from_network(conv) is None
     with pytest.raises(ValueError, match="boxes must be"):
         deeppoly_boxes(AffineReluChain.from_network(random_chain(rng)), np.zeros((2, 3)), np.zeros((2, 3)))
+
+
+def test_convolutions_made_explicit_give_deeppoly_bounds():
+    """A conv net whose convolutions become explicit (sparse) matrices: bounds equal analyze(deeppoly)."""
+    rng = np.random.default_rng(7)
+    net = Network((2, 6, 6), [Node("c1", Conv2d(rng.normal(size=(3, 2, 3, 3)), rng.normal(size=3), stride=(2, 2),
+                                                 padding=(1, 0, 1, 1)), (-1,)),
+                              Node("r1", ReLU(), (0,)),
+                              Node("c2", Conv2d(rng.normal(size=(4, 3, 2, 2)), rng.normal(size=4)), (1,)),
+                              Node("r2", ReLU(), (2,)),
+                              Node("flat", Reshape((16,)), (3,)),
+                              Node("fc", Affine(rng.normal(size=(3, 16)), rng.normal(size=3)), (4,))])
+    chain = AffineReluChain.from_network(net, materialise_bytes=1 << 24)
+    assert chain is not None and any(isinstance(l, SparseAffine) for l in chain.layers)
+    lo, hi = random_boxes(rng, 5, net.input_size, 0.5)
+    got = deeppoly_boxes(chain, lo, hi)
+    for b in range(len(lo)):
+        ref = absint.analyze(net, absint.Box(lo[b].reshape(net.input_shape), hi[b].reshape(net.input_shape)),
+                             domain="deeppoly")
+        scale = max(1.0, np.abs(ref.lower).max())
+        np.testing.assert_allclose(got.lower[b], ref.lower, rtol=0, atol=1e-9 * scale)
+        np.testing.assert_allclose(got.upper[b], ref.upper, rtol=0, atol=1e-9 * scale)
+    with pytest.raises(absint.errors.MemoryBudgetError, match="c1"):
+        AffineReluChain.from_network(net, materialise_bytes=1000)
+
+
+@pytest.mark.skipif(not [p for p in benchmark_networks() if "cifar_base" in p.name], reason=NO_BENCHMARKS)
+def test_oval21_explicit_chain_matches_analyze():
+    path = next(p for p in benchmark_networks() if "cifar_base" in p.name)
+    net = absint.load_onnx(path)
+    chain = AffineReluChain.from_network(net, materialise_bytes=1 << 30)
+    rng = np.random.default_rng(0)
+    c = rng.random(net.input_size)
+    lo, hi = (c - 0.004)[None], (c + 0.004)[None]
+    got = deeppoly_boxes(chain, lo, hi)
+    ref = absint.analyze(net, absint.Box(lo[0].reshape(net.input_shape), hi[0].reshape(net.input_shape)), domain="deeppoly")
+    scale = max(1.0, np.abs(ref.lower).max())
+    np.testing.assert_allclose(got.lower[0], ref.lower, rtol=0, atol=1e-9 * scale)
+    np.testing.assert_allclose(got.upper[0], ref.upper, rtol=0, atol=1e-9 * scale)
