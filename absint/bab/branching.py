@@ -4,7 +4,8 @@ BaBSR-style estimate (Bunel et al., JMLR 2020): with g_i the back-substituted co
 unstable ReLU output in a pair's bound, a negative g_i takes the chord's intercept, which costs
 |g_i| · u(-l)/(u-l) and vanishes in both children; a positive g_i takes the slope α z, whose gap to the
 ReLU is at most max((1-α)u, -αl), counted with weight ``LOWER_WEIGHT`` (the optimised α often closes
-it). Scores are summed over the sub-problem's open pairs; the largest wins.
+it). Scores are summed over the sub-problem's open pairs; the largest wins, or, with filtered smart
+branching (FSB, De Palma et al. 2021), the best of the top few by a cheap bound of both children.
 """
 
 from __future__ import annotations
@@ -27,28 +28,71 @@ def relaxation_scores(pp, coef: dict, alpha: dict, pair_mask: np.ndarray) -> dic
     return out
 
 
-def choose_splits(pp, opt, sub: np.ndarray, row: np.ndarray, open_rows: np.ndarray, live: np.ndarray) -> dict:
-    """For each live sub-problem b, the (ReLU index j, neuron i) to split, or no entry when it has no
-    free unstable ReLU left. ``open_rows`` (B, R): rows of b's still-open disjuncts."""
-    mask = open_rows[sub, row]
-    scores = relaxation_scores(pp, opt.at_best.coef, opt.alpha, mask)
-    B = open_rows.shape[0]
-    best_score = np.full(B, -np.inf)
-    best_choice = np.full((B, 2), -1)
+def _per_subproblem(pp, coef: dict, alpha: dict, sub: np.ndarray, pair_mask: np.ndarray, B: int):
+    """Scores summed over each sub-problem's open pairs, (B, N) over all ReLUs' neurons side by side
+    (-inf where a neuron is not a free unstable one), and each column's (ReLU index, neuron)."""
+    scores = relaxation_scores(pp, coef, alpha, pair_mask)
+    blocks, owner = [], []
     for j, s in scores.items():
         per_sub = np.zeros((B, s.shape[1]))
         np.add.at(per_sub, sub, s)
         unst = np.zeros((B, s.shape[1]), bool)
         np.logical_or.at(unst, sub, pp.unstable[j] & (pp.sign[j] == 0))
-        # a free unstable neuron always beats "nothing to split", even at score 0
-        per_sub = np.where(unst, per_sub, -np.inf)
-        i = np.argmax(per_sub, axis=1)
-        v = per_sub[np.arange(B), i]
-        better = v > best_score
-        best_score[better] = v[better]
-        best_choice[better] = np.stack([np.full(B, j), i], axis=1)[better]
-    return {int(b): (int(best_choice[b, 0]), int(best_choice[b, 1])) for b in live
-            if np.isfinite(best_score[b])}
+        blocks.append(np.where(unst, per_sub, -np.inf))  # a free unstable neuron beats "nothing to split"
+        owner.append(np.stack([np.full(s.shape[1], j), np.arange(s.shape[1])], axis=1))
+    return np.concatenate(blocks, axis=1), np.concatenate(owner)
+
+
+def _child_bounds(pp, opt, pairs: np.ndarray, neuron: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Lower bounds (len(pairs), 2) of each pair with its candidate neuron fixed active (column 0) or
+    inactive (column 1), at the pair's current slopes and multipliers (no re-optimisation, the same
+    intermediate bounds): FSB's cheap look-ahead (De Palma et al. 2021)."""
+    from .slopes import pair_bounds
+
+    out = np.empty((len(pairs), 2))
+    for side, phase in enumerate((1.0, 0.0)):
+        q = pp.take(pairs)
+        for j in q.unstable:
+            here = owner[neuron, 0] == j
+            rows, cols = np.flatnonzero(here), owner[neuron[here], 1]
+            q.unstable[j][rows, cols] = False
+            q.fixed[j][rows, cols] = phase
+        alpha = {j: a[pairs] for j, a in opt.alpha.items()}
+        beta = {j: b[pairs] for j, b in opt.beta.items()}
+        out[:, side] = pair_bounds(q, alpha, beta, sound=False).lower
+    return out
+
+
+def choose_splits(pp, opt, sub: np.ndarray, row: np.ndarray, open_rows: np.ndarray, live: np.ndarray,
+                  candidates: int = 1) -> dict:
+    """For each live sub-problem b, the (ReLU index j, neuron i) to split, or no entry when it has no
+    free unstable ReLU left. ``open_rows`` (B, R): rows of b's still-open disjuncts. With
+    ``candidates`` > 1, the best-scored few are tried on both sides (``_child_bounds``) and the one whose
+    worse child has the best bound (the minimum over the open pairs) wins (filtered smart branching)."""
+    mask = open_rows[sub, row]
+    B = open_rows.shape[0]
+    scores, owner = _per_subproblem(pp, opt.at_best.coef, opt.alpha, sub, mask, B)
+    k = max(1, min(int(candidates), scores.shape[1]))
+    top = np.argsort(-scores, axis=1)[:, :k]                     # (B, k) columns, best first
+    top_valid = np.isfinite(np.take_along_axis(scores, top, axis=1))
+    pick = np.zeros(B, np.intp)
+    if k > 1:
+        pairs = np.flatnonzero(mask)
+        value = np.full((B, k), -np.inf)
+        for c in range(k):
+            neuron = top[sub[pairs], c]
+            ok = top_valid[sub[pairs], c]
+            if not ok.any():
+                continue
+            child = _child_bounds(pp, opt, pairs[ok], neuron[ok], owner).min(axis=1)
+            worst = np.full(B, np.inf)
+            np.minimum.at(worst, sub[pairs[ok]], child)
+            value[:, c] = np.where(top_valid[:, c], worst, -np.inf)
+        # ties (e.g. every candidate's children still far below 0 by the same amount) go to the score order
+        pick = np.argmax(value - 1e-9 * np.arange(k)[None, :], axis=1)
+    chosen = top[np.arange(B), pick]
+    valid = top_valid[np.arange(B), pick]
+    return {int(b): (int(owner[chosen[b], 0]), int(owner[chosen[b], 1])) for b in live if valid[b]}
 
 
 __all__ = ["choose_splits", "relaxation_scores", "LOWER_WEIGHT"]

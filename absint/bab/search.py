@@ -27,6 +27,11 @@ from .branching import choose_splits
 from .slopes import PairProblem, optimise_intermediate, optimise_pairs
 
 
+#: arrays per (sub-problem, row) pair while it is bounded (relaxation, optimiser state, gradients), each as
+#: wide as all ReLUs together
+PAIR_STATE_ARRAYS = 30
+
+
 @dataclass(frozen=True)
 class BabOptions:
     """Search settings: sub-problems split per round (``batch``), Adam iterations at the root (for the
@@ -38,6 +43,8 @@ class BabOptions:
     intermediate_iterations: int = 20
     iterations: int = int(__import__("os").environ.get("BAB_IT", 15))
     refine_intermediate: bool = True
+    branching_candidates: int = int(__import__("os").environ.get("BAB_FSB", 1))
+    max_subproblems: int | None = None
     memory_bytes: int = 4 << 30
 
 
@@ -160,7 +167,12 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
     queue_bytes = 0
     batch = root
     iterations = options.root_iterations
-    k_round = max(1, options.batch // 8)
+    # a round's arrays (about PAIR_STATE_ARRAYS rows as wide as all ReLUs per pair, 2 children x R rows per
+    # split sub-problem) stay within a quarter of the budget; back-substitution temporaries an eighth
+    n_relu = sum(chain.layers[j - 1].weight.shape[0] for j in relus)
+    per_split = 2 * R * PAIR_STATE_ARRAYS * 8 * max(n_relu, 1)
+    k_max = int(np.clip(options.memory_bytes // 4 // per_split, 1, options.batch))
+    k_round = max(1, min(k_max, options.batch // 8))
     while True:
         check_time()
         t_bound = time.perf_counter()
@@ -168,7 +180,7 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
         lo, hi = np.repeat(lo0[None], B, axis=0), np.repeat(hi0[None], B, axis=0)
         splits = ReluSplits(batch.phases, batch.prior, batch.start if options.refine_intermediate or batch.start is None
                             else np.full(B, len(chain.layers)))
-        res = deeppoly_boxes(chain, lo, hi, sound_fp=True, splits=splits)
+        res = deeppoly_boxes(chain, lo, hi, sound_fp=True, splits=splits, pair_bytes=max(options.memory_bytes // 8, 1 << 20))
         layers, infeasible = res.layers, res.infeasible
         if batch is root and options.intermediate_iterations > 0:
             layers, empty_root = optimise_intermediate(chain, layers, batch.phases, lo, hi,
@@ -205,7 +217,8 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
                 out.result = found
                 return out
             t_branch = time.perf_counter()
-            choices = choose_splits(pp, opt, sub, row, row_open & np.repeat(still, [s.stop - s.start for s in rows.slices], axis=1), live)
+            choices = choose_splits(pp, opt, sub, row, row_open & np.repeat(still, [s.stop - s.start for s in rows.slices], axis=1), live,
+                                    options.branching_candidates)
             for b in live:
                 choice = choices.get(int(b))
                 if choice is None:
@@ -235,13 +248,16 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
         if queue_bytes > options.memory_bytes:
             out.result, out.reason = "unknown", "the sub-problem queue outgrew the memory budget"
             return out
+        if options.max_subproblems is not None and out.subproblems >= options.max_subproblems and queue:
+            out.result, out.reason = "unknown", f"more than {options.max_subproblems} sub-problems"
+            return out
         if not queue:
             if out.exhausted:
                 out.result, out.reason = "unknown", "sub-problems with every ReLU fixed are not proved"
             return out
         t_round = time.perf_counter() - t_bound
         if batch is not root:
-            k_round = int(np.clip(k_round * 2 if t_round < 1.0 else k_round, 1, options.batch))
+            k_round = int(np.clip(k_round * 2 if t_round < 1.0 else k_round, 1, k_max))
         subs = [heapq.heappop(queue)[2] for _ in range(min(k_round, len(queue)))]
         queue_bytes -= sum(s.nbytes for s in subs)
         batch = _children(chain, subs)

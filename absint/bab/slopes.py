@@ -90,6 +90,15 @@ class PairProblem:
         return cls(chain, np.asarray(rows, np.intp), lower[sub], upper[sub], unstable, fixed, su, bu, sign, mag,
                    affine_v, area, pl, pu, top, None if row_sign is None else np.asarray(row_sign, np.float64))
 
+    def take(self, pairs: np.ndarray) -> "PairProblem":
+        """The sub-problem of the given pairs (copies of their rows)."""
+        per_pair = lambda d: {j: a[pairs] for j, a in d.items()}  # noqa: E731
+        return PairProblem(self.chain, self.rows[pairs], self.lower[pairs], self.upper[pairs],
+                           per_pair(self.unstable), per_pair(self.fixed), per_pair(self.su), per_pair(self.bu),
+                           per_pair(self.sign), per_pair(self.mag), per_pair(self.affine_v),
+                           per_pair(self.area_alpha), per_pair(self.pre_lower), per_pair(self.pre_upper), self.top,
+                           None if self.row_sign is None else self.row_sign[pairs])
+
     def default_alpha(self) -> dict:
         """DeepPoly's slopes: 1 where u > -l, else 0 (the area heuristic), per ReLU (P, n)."""
         return {j: a.copy() for j, a in self.area_alpha.items()}

@@ -26,6 +26,10 @@ from .interval import centre_radius
 
 #: an explicit matrix of a linear layer is stored sparse (CSR) below this share of non-zeros
 SPARSE_DENSITY = 0.2
+#: temporaries of back-substitution per (box, neuron) pair, in rows as wide as the widest layer
+PAIR_ARRAYS = 12
+#: default bytes of back-substitution temporaries at once
+PAIR_BYTES = 256 << 20
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,9 +179,11 @@ def _apply_splits(splits: ReluSplits, k: int, lo: np.ndarray, hi: np.ndarray, in
 
 
 def deeppoly_boxes(chain: AffineReluChain, lower: np.ndarray, upper: np.ndarray, sound_fp: bool = True,
-                   lower_coef: bool = False, splits: ReluSplits | None = None) -> BatchBounds:
+                   lower_coef: bool = False, splits: ReluSplits | None = None,
+                   pair_bytes: int = PAIR_BYTES) -> BatchBounds:
     """DeepPoly bounds of ``chain`` over each box [lower[b], upper[b]] (arrays (B, n_in)), within the
-    ReLU phases of ``splits`` when given (then every layer's bounds are returned too).
+    ReLU phases of ``splits`` when given (then every layer's bounds are returned too). Back-substitution
+    runs on chunks of (box, neuron) pairs of about ``pair_bytes`` of temporaries.
     """
     lower = np.ascontiguousarray(lower, np.float64).reshape(len(lower), -1)
     upper = np.ascontiguousarray(upper, np.float64).reshape(len(upper), -1)
@@ -208,11 +214,18 @@ def deeppoly_boxes(chain: AffineReluChain, lower: np.ndarray, upper: np.ndarray,
         boxes, rows = _rows_to_refine(chain, k, lo, hi, splits)
         want = lower_coef and k == len(chain.layers) - 1
         if boxes.size:
-            l, u, C = _backsubstitute(chain, k, boxes, rows, mags, relax, affine_v, lower, upper, sound_fp, want)
-            lo[boxes, rows] = np.maximum(lo[boxes, rows], l)
-            hi[boxes, rows] = np.minimum(hi[boxes, rows], u)
+            # pairs in chunks: each carries a few rows as wide as the widest layer it passes
+            width = max(l.weight.shape[1] for l in chain.layers[:k + 1] if isinstance(l, Affine))
+            step = boxes.size if want else max(1, pair_bytes // (PAIR_ARRAYS * 8 * width))
+            parts = []
+            for s in range(0, boxes.size, step):
+                bx, rw = boxes[s:s + step], rows[s:s + step]
+                l, u, C = _backsubstitute(chain, k, bx, rw, mags, relax, affine_v, lower, upper, sound_fp, want)
+                lo[bx, rw] = np.maximum(lo[bx, rw], l)
+                hi[bx, rw] = np.minimum(hi[bx, rw], u)
+                parts.append(C)
             if want:
-                coef = C.reshape(lo.shape + (chain.n_inputs,))
+                coef = parts[0].reshape(lo.shape + (chain.n_inputs,))
         if splits is not None:
             _apply_splits(splits, k, lo, hi, infeasible)
             layers.append((lo, hi))
