@@ -120,13 +120,14 @@ def _counterexample(search: _Search, region: Region, x: np.ndarray) -> tuple[np.
 
 
 def _falsify(search: _Search, region: Region, lo: np.ndarray, hi: np.ndarray, A, b, slices,
-             n_samples: int, pgd_steps: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Random points of [lo, hi], then signed-gradient descent of each disjunct's margin from the best ones."""
+             n_samples: int, pgd_steps: int, starts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Random points of [lo, hi] (and ``starts``), then signed-gradient descent of each disjunct's margin
+    from the best ones."""
     net = search.net
     shape = (-1,) + tuple(net.input_shape)
     width = hi - lo
     x = lo + search.rng.random((n_samples, lo.size)) * width
-    x = np.vstack([x, (lo + hi)[None] / 2])
+    x = np.vstack([x, (lo + hi)[None] / 2] + ([np.clip(starts, lo, hi)] if starts is not None else []))
     y = net.forward(x.reshape(shape))
     search.samples += len(x)
     m = _margins(y, A, b, slices)
@@ -246,7 +247,8 @@ def _relu_bab(search: _Search, region: Region, chain, A, b, strict, slices, lo0,
     try:
         relu_bab(chain, RowSets(A, b, strict, tuple(slices)), lo0, hi0,
                  check_counterexample=lambda x: _counterexample(search, region, x), check_time=search.check_time,
-                 options=BabOptions(memory_bytes=search.bab_bytes), forward=margins, out=outcome)
+                 options=BabOptions(memory_bytes=search.bab_bytes), forward=margins, out=outcome,
+                 attack=lambda starts: _falsify(search, region, lo0, hi0, A, b, slices, 0, 10, starts))
     finally:
         search.boxes += outcome.subproblems
         search.analyses += outcome.rounds + 1

@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -27,6 +27,8 @@ from .branching import choose_splits
 from .slopes import PairProblem, optimise_intermediate, optimise_pairs
 
 
+#: rounds between gradient attacks from the worst sub-problems' relaxation minimisers
+ATTACK_EVERY = 8
 #: arrays per (sub-problem, row) pair while it is bounded (relaxation, optimiser state, gradients), each as
 #: wide as all ReLUs together
 PAIR_STATE_ARRAYS = 30
@@ -41,9 +43,9 @@ class BabOptions:
     batch: int = 64
     root_iterations: int = 50
     intermediate_iterations: int = 20
-    iterations: int = int(__import__("os").environ.get("BAB_IT", 15))
+    iterations: int = 15
     refine_intermediate: bool = True
-    branching_candidates: int = int(__import__("os").environ.get("BAB_FSB", 1))
+    branching_candidates: int = 3
     max_subproblems: int | None = None
     memory_bytes: int = 4 << 30
 
@@ -146,11 +148,14 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
              check_counterexample: Callable[[np.ndarray], tuple | None],
              check_time: Callable[[], None], options: BabOptions = BabOptions(),
              forward: Callable[[np.ndarray], np.ndarray] | None = None,
+             attack: Callable[[np.ndarray], tuple | None] | None = None,
              out: BabOutcome | None = None) -> BabOutcome:
     """Decide "no point of [lo0, hi0] reaches any disjunct of ``rows``" by ReLU branch and bound; the
     chain's outputs are the rows' margins A y - b (``verify.spec_network``). ``check_counterexample(x)``
     returns a re-checked (x, y) or None; ``check_time`` raises at the deadline; ``forward`` maps flat
-    inputs to the margins (defaults to the chain's own evaluation). ``out`` is updated as the
+    inputs to the margins (defaults to the chain's own evaluation); ``attack(starts)``, a gradient
+    falsifier started from the given inputs, runs every ``ATTACK_EVERY`` rounds from the relaxation
+    minimisers of the round's worst sub-problems. ``out`` is updated as the
     search goes (statistics survive a deadline) and returned."""
     out = out if out is not None else BabOutcome()
     forward = forward or (lambda x: _chain_forward(chain, x))
@@ -159,7 +164,6 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
     lo0 = np.asarray(lo0, np.float64).ravel()
     hi0 = np.asarray(hi0, np.float64).ravel()
 
-    t = time.perf_counter()
     phases = {j: np.zeros((1, chain.layers[j - 1].weight.shape[0]), np.int8) for j in relus}
     root = _Batch(phases, None, None, np.ones((1, len(rows.slices)), bool), None, None, np.zeros(1, int))
     queue: list = []
@@ -181,31 +185,20 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
         splits = ReluSplits(batch.phases, batch.prior, batch.start if options.refine_intermediate or batch.start is None
                             else np.full(B, len(chain.layers)))
         res = deeppoly_boxes(chain, lo, hi, sound_fp=True, splits=splits, pair_bytes=max(options.memory_bytes // 8, 1 << 20))
-        layers, infeasible = res.layers, res.infeasible
-        if batch is root and options.intermediate_iterations > 0:
+        layers, feasible = res.layers, ~res.infeasible
+        out.subproblems += B
+        bound = _bound_rows(chain, rows, batch, layers, feasible, lo, hi, iterations, check_time)
+        if batch is root and options.intermediate_iterations > 0 and not _proved(bound[0], rows, batch, feasible):
+            # the rows alone do not prove the root: optimise the intermediate bounds too (alpha-CROWN), once
             layers, empty_root = optimise_intermediate(chain, layers, batch.phases, lo, hi,
                                                        options.intermediate_iterations, check_time)
-            infeasible = infeasible | empty_root
-        out.subproblems += B
-        feasible = ~infeasible
-        row_open = np.zeros((B, R), bool)
-        for d, s in enumerate(rows.slices):
-            row_open[:, s] = batch.open[:, d:d + 1]
-        row_open &= feasible[:, None]
-        sub, row = np.nonzero(row_open)
-        low = np.full((B, R), np.inf)
-        low[feasible] = -np.inf
-        best_alpha, best_beta = None, None
-        if sub.size:
-            pp = PairProblem.gather(chain, layers, batch.phases, lo, hi, sub, row)
-            a0 = None if batch.alpha is None else {j: batch.alpha[j][sub, row] for j in relus}
-            b0 = None if batch.beta is None else {j: batch.beta[j][sub, row] for j in relus}
-            opt = optimise_pairs(pp, a0, b0, iterations=iterations, check_time=check_time)
-            low[sub, row] = np.maximum(opt.lower, layers[-1][0][sub, row])
-            if batch.row_bounds is not None:  # a sub-problem is part of its parent: the parent's bounds hold
-                low[sub, row] = np.maximum(low[sub, row], batch.row_bounds[sub, row])
-            best_alpha, best_beta = opt.alpha, opt.beta
-        empty, score, best = _disjunct_scores(low, rows)
+            feasible &= ~empty_root
+            warm = replace(batch, alpha={j: a[None] for j, a in _per_row(bound, R, relus, "alpha").items()})
+            first = bound[0]
+            bound = _bound_rows(chain, rows, warm, layers, feasible, lo, hi, iterations, check_time)
+            np.maximum(bound[0], first, out=bound[0])  # both are bounds of the root
+        low, pp, opt, sub, row, row_open = bound
+        empty, score, _ = _disjunct_scores(low, rows)
         still = batch.open & ~empty & feasible[:, None]
         out.time_bounding += time.perf_counter() - t_bound
         if batch is root:
@@ -213,6 +206,9 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
         live = np.flatnonzero(still.any(axis=1))
         if live.size:
             found = _try_minimisers(opt, sub, row, live, still, rows, forward, check_counterexample)
+            if found is None and attack is not None and out.rounds % ATTACK_EVERY == ATTACK_EVERY - 1:
+                worst = np.argsort(np.where(still, score, np.inf).min(axis=1))[:8]
+                found = attack(opt.at_best.x_star[np.isin(sub, worst)][:8])
             if found is not None:
                 out.result = found
                 return out
@@ -224,16 +220,7 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
                 if choice is None:
                     out.exhausted += 1
                     continue
-                sel = sub == b
-                alpha = {}
-                beta = {}
-                for j in relus:
-                    a = np.zeros((R, pp.su[j].shape[1]), np.float32)
-                    a[row[sel]] = best_alpha[j][sel]
-                    alpha[j] = a
-                    bb = np.zeros_like(a)
-                    bb[row[sel]] = best_beta[j][sel]
-                    beta[j] = bb
+                alpha, beta = _per_row(bound, R, relus, "alpha", b), _per_row(bound, R, relus, "beta", b)
                 bounds = {k: (layers[k][0][b].copy(), layers[k][1][b].copy())
                           for k, layer in enumerate(chain.layers) if isinstance(layer, Affine)}
                 s = _Sub(bounds, {j: batch.phases[j][b].copy() for j in relus}, still[b].copy(), alpha, beta,
@@ -263,6 +250,50 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
         batch = _children(chain, subs)
         iterations = options.iterations
         out.rounds += 1
+
+
+def _bound_rows(chain, rows: RowSets, batch: _Batch, layers, feasible, lo, hi, iterations, check_time):
+    """Optimised bounds of the open rows of every feasible sub-problem of ``batch``: (low (B, R) with
+    +inf on empty sub-problems and -inf on closed rows, the PairProblem, the optimisation, its pairs'
+    sub-problems and rows, and the open-row mask)."""
+    relus = _relu_indices(chain)
+    B, R = len(batch.open), rows.A.shape[0]
+    row_open = np.zeros((B, R), bool)
+    for d, s in enumerate(rows.slices):
+        row_open[:, s] = batch.open[:, d:d + 1]
+    row_open &= feasible[:, None]
+    sub, row = np.nonzero(row_open)
+    low = np.full((B, R), np.inf)
+    low[feasible] = -np.inf
+    if not sub.size:
+        return low, None, None, sub, row, row_open
+    pp = PairProblem.gather(chain, layers, batch.phases, lo, hi, sub, row)
+    a0 = None if batch.alpha is None else {j: batch.alpha[j][sub, row] for j in relus}
+    b0 = None if batch.beta is None else {j: batch.beta[j][sub, row] for j in relus}
+    opt = optimise_pairs(pp, a0, b0, iterations=iterations, check_time=check_time)
+    low[sub, row] = np.maximum(opt.lower, layers[-1][0][sub, row])
+    if batch.row_bounds is not None:  # a sub-problem is part of its parent: the parent's bounds hold
+        low[sub, row] = np.maximum(low[sub, row], batch.row_bounds[sub, row])
+    return low, pp, opt, sub, row, row_open
+
+
+def _proved(low, rows: RowSets, batch: _Batch, feasible) -> bool:
+    empty, _, _ = _disjunct_scores(low, rows)
+    return not (batch.open & ~empty & feasible[:, None]).any()
+
+
+def _per_row(bound, R: int, relus, which: str, b: int | None = None) -> dict:
+    """The optimised slopes or multipliers of sub-problem ``b`` (or 0) as (R, n) float32 per ReLU (zero on
+    rows without a pair): the warm start of its children."""
+    _, pp, opt, sub, row, _ = bound
+    params = opt.alpha if which == "alpha" else opt.beta
+    sel = sub == (0 if b is None else b)
+    out = {}
+    for j in relus:
+        a = np.zeros((R, pp.su[j].shape[1]), np.float32)
+        a[row[sel]] = params[j][sel]
+        out[j] = a
+    return out
 
 
 def _chain_forward(chain: AffineReluChain, x: np.ndarray) -> np.ndarray:
