@@ -217,17 +217,21 @@ def _try_minimisers(coef, best, still, lo, hi, live, rows: RowSets, forward, che
             cands.append(np.where(c > 0, lo[sel], hi[sel]))
     x = np.vstack(cands)
     y = forward(x)
-    d = y @ rows.A.T - rows.b
+    return first_counterexample(x, y @ rows.A.T - rows.b, rows, check_counterexample)
+
+
+def first_counterexample(x: np.ndarray, margins: np.ndarray, rows: RowSets, check_counterexample, limit: int = 8):
+    """The first of the points x whose margins A y - b satisfy some disjunct and that
+    ``check_counterexample`` confirms (it returns the re-checked (x, y)); None if none does."""
     unsafe = np.zeros(len(x), bool)
     for s in rows.slices:
         if s.stop > s.start:
-            sat = np.where(rows.strict[s], d[:, s] < 0, d[:, s] <= 0).all(axis=1)
-            unsafe |= sat
-    for i in np.flatnonzero(unsafe)[:8]:
+            unsafe |= np.where(rows.strict[s], margins[:, s] < 0, margins[:, s] <= 0).all(axis=1)
+    for i in np.flatnonzero(unsafe)[:limit]:
         found = check_counterexample(x[i])
         if found is not None:
             return found
     return None
 
 
-__all__ = ["RowSets", "SplitOutcome", "split_search"]
+__all__ = ["RowSets", "SplitOutcome", "split_search", "first_counterexample"]

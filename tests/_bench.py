@@ -40,3 +40,15 @@ def benchmark_networks() -> list[Path]:
 
 
 NO_BENCHMARKS = "benchmarks not found: set ABSINT_BENCHMARKS or provide ../shared/benchmarks"
+
+
+def assert_onnxruntime_confirms(onnx_path, spec, x) -> None:
+    """onnxruntime's output at the counterexample x (float32 input) also satisfies the unsafe set."""
+    import numpy as np
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    shape = [d if isinstance(d, int) else 1 for d in inp.shape]
+    y_ort = sess.run(None, {inp.name: np.asarray(x).reshape(shape).astype(np.float32)})[0].ravel()
+    assert spec.is_counterexample(np.asarray(x).ravel(), y_ort.astype(np.float64), tol=1e-4)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 import absint
 from absint.network import Affine, Network, Node, ReLU
 from absint.verify import spec_network
 from absint.vnnlib import parse_vnnlib
-from tests._bench import NO_BENCHMARKS, benchmark_instances
+from tests._bench import NO_BENCHMARKS, assert_onnxruntime_confirms, benchmark_instances
 
 
 def _prop(n_in, box, unsafe):
@@ -93,11 +92,7 @@ def test_acasxu_never_wrong(instance):
     if v.status == "violated":
         x, y = v.counterexample
         assert spec.is_counterexample(x.ravel(), y)
-        sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        inp = sess.get_inputs()[0]
-        shape = [d if isinstance(d, int) else 1 for d in inp.shape]
-        y_ort = sess.run(None, {inp.name: x.reshape(shape).astype(np.float32)})[0].ravel()
-        assert spec.is_counterexample(x.ravel(), y_ort.astype(np.float64), tol=1e-4)
+        assert_onnxruntime_confirms(onnx_path, spec, x)
     elif v.status == "holds":
         rng = np.random.default_rng(5)
         for region in spec.regions:

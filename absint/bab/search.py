@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..domains.deeppoly_batch import AffineReluChain, ReluSplits, deeppoly_boxes
-from ..input_split import RowSets, _disjunct_scores
+from ..input_split import RowSets, _disjunct_scores, first_counterexample
 from ..network import Affine, ReLU
 from .branching import choose_splits
 from .slopes import PairProblem, optimise_intermediate, optimise_pairs
@@ -309,16 +309,7 @@ def _try_minimisers(opt, sub, row, live, still, rows: RowSets, forward, check_co
         return None
     x = opt.at_best.x_star[pick]
     x = np.unique(x, axis=0)
-    d = forward(x)
-    unsafe = np.zeros(len(x), bool)
-    for s in rows.slices:
-        if s.stop > s.start:
-            unsafe |= np.where(rows.strict[s], d[:, s] < 0, d[:, s] <= 0).all(axis=1)
-    for i in np.flatnonzero(unsafe)[:8]:
-        found = check_counterexample(x[i])
-        if found is not None:
-            return found
-    return None
+    return first_counterexample(x, forward(x), rows, check_counterexample)
 
 
 __all__ = ["BabOptions", "BabOutcome", "relu_bab"]
