@@ -24,6 +24,11 @@ import numpy as np
 from ..domains.deeppoly_batch import AffineReluChain
 from ..fp import UNIT_ROUNDOFF, gamma, inflate
 from ..network import Affine, ReLU
+from kernels.relu_pairs import adam_ascent, relu_backward_pairs, relu_forward_pairs
+
+
+def _c(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float64)
 
 #: Adam step sizes and moment decays (alpha-CROWN's defaults: 0.1 for slopes, 0.05 for multipliers)
 LR_ALPHA, LR_BETA, ADAM_B1, ADAM_B2, ADAM_EPS = 0.1, 0.05, 0.9, 0.999, 1e-8
@@ -139,16 +144,14 @@ def pair_bounds(pp: PairProblem, alpha: dict, beta: dict, sound: bool = True, gr
             C = C @ layer.weight
             continue
         coefs[j] = C
-        pos = C >= 0
-        unst = pp.unstable[j]
-        d = np.where(unst, np.where(pos, alpha[j], pp.su[j]), pp.fixed[j])
-        lower_icpt = np.where(unst & ~pos, pp.bu[j], 0.0)
-        const += np.einsum("pj,pj->p", C, lower_icpt)
+        C_new = np.empty_like(C)
+        acc, abs_mag, abs_icpt = np.zeros(P), np.empty(P), np.empty(P)
+        relu_backward_pairs(C, _c(alpha[j]), pp.su[j], pp.bu[j], pp.fixed[j], pp.unstable[j], _c(beta[j]), pp.sign[j],
+                            pp.mag[j], C_new, acc, abs_mag, abs_icpt)
+        const += acc
         if sound:
-            absC = np.abs(C)
-            slack += 2 * UNIT_ROUNDOFF * np.einsum("pj,pj->p", absC + np.abs(beta[j]), pp.mag[j])
-            slack += gamma(C.shape[1] + 2) * np.einsum("pj,pj->p", absC, lower_icpt)
-        C = C * d - beta[j] * pp.sign[j]
+            slack += 2 * UNIT_ROUNDOFF * abs_mag + gamma(C.shape[1] + 2) * abs_icpt
+        C = C_new
     x_star = np.where(C >= 0, pp.lower, pp.upper)
     bound = const + np.einsum("pj,pj->p", C, x_star)
     if sound:
@@ -170,11 +173,9 @@ def _gradients(pp: PairProblem, alpha: dict, coefs: dict, x_star: np.ndarray) ->
             h = h @ layer.weight.T + layer.bias
             continue
         z = h
-        pos = coefs[j] >= 0
-        unst = pp.unstable[j]
-        h = np.where(unst, np.where(pos, alpha[j] * z, pp.su[j] * z + pp.bu[j]), pp.fixed[j] * z)
-        ga[j] = np.where(unst & pos, coefs[j] * z, 0.0)
-        gb[j] = -pp.sign[j] * z
+        h, ga[j], gb[j] = np.empty_like(z), np.empty_like(z), np.empty_like(z)
+        relu_forward_pairs(z, coefs[j], _c(alpha[j]), pp.su[j], pp.bu[j], pp.fixed[j], pp.unstable[j], pp.sign[j],
+                           h, ga[j], gb[j])
     return ga, gb
 
 
@@ -196,8 +197,8 @@ def optimise_pairs(pp: PairProblem, alpha: dict | None = None, beta: dict | None
     starting values (DeepPoly's slopes and zero multipliers by default). Stops early once every pair's
     bound exceeds ``stop_at``; ``check_time()`` is called every iteration (it may raise). The returned bounds include the rounding terms; the best iterate is
     chosen on bounds without them, so it can fall below the start's sound bound by at most those terms."""
-    alpha = {j: np.clip(a, 0.0, 1.0) for j, a in (alpha or pp.default_alpha()).items()}
-    beta = {j: np.maximum(b, 0.0) for j, b in (beta or pp.zero_beta()).items()}
+    alpha = {j: np.ascontiguousarray(np.clip(a, 0.0, 1.0)) for j, a in (alpha or pp.default_alpha()).items()}
+    beta = {j: np.ascontiguousarray(np.maximum(b, 0.0) * (pp.sign[j] != 0)) for j, b in (beta or pp.zero_beta()).items()}
     best_a = {j: a.copy() for j, a in alpha.items()}
     best_b = {j: b.copy() for j, b in beta.items()}
     best = np.full(pp.n_pairs, -np.inf)
@@ -217,17 +218,14 @@ def optimise_pairs(pp: PairProblem, alpha: dict | None = None, beta: dict | None
         if np.all(best > stop_at) or it == iterations - 1:
             break
         t = it + 1
+        c1, c2 = 1 - ADAM_B1 ** t, 1 - ADAM_B2 ** t
         for (kind, j), (m1, m2) in moments.items():
-            g = ev.grad_alpha[j] if kind == "a" else ev.grad_beta[j]
-            m1 *= ADAM_B1
-            m1 += (1 - ADAM_B1) * g
-            m2 *= ADAM_B2
-            m2 += (1 - ADAM_B2) * g * g
-            step = (m1 / (1 - ADAM_B1 ** t)) / (np.sqrt(m2 / (1 - ADAM_B2 ** t)) + ADAM_EPS)
             if kind == "a":
-                alpha[j] = np.clip(alpha[j] + lr_alpha * step, 0.0, 1.0)
+                adam_ascent(alpha[j], ev.grad_alpha[j], m1, m2, ADAM_B1, ADAM_B2, c1, c2, lr_alpha, ADAM_EPS, 0.0, 1.0,
+                            pp.sign[j], False)
             else:
-                beta[j] = np.maximum(beta[j] + lr_beta * step, 0.0) * (pp.sign[j] != 0)
+                adam_ascent(beta[j], ev.grad_beta[j], m1, m2, ADAM_B1, ADAM_B2, c1, c2, lr_beta, ADAM_EPS, 0.0, np.inf,
+                            pp.sign[j], True)
     final = pair_bounds(pp, best_a, best_b, sound=True)
     return OptimisedBounds(final.lower, best_a, best_b, final, done)
 

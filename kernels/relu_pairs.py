@@ -1,0 +1,95 @@
+"""ReLU steps of optimised DeepPoly on (sub-problem, row) pairs, each row with its own relaxation.
+
+Backward (back-substitution, Singh et al. POPL 2019 with tunable lower slopes, Xu et al. ICLR 2021, and
+split multipliers, Wang et al. NeurIPS 2021): a coefficient c on a ReLU output becomes c·d - β·s on its
+input, d = α (unstable, c >= 0), the chord slope (unstable, c < 0: the chord's intercept adds c·b_u to
+the constant), else the fixed slope 1/0. Forward (the gradient pass): the same relaxation planes applied
+to pre-activations z, with ∂/∂α = c·z where α was used and ∂/∂β = -s·z. Adam: one projected ascent step.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._config import kernel, serial_when_small
+
+
+@serial_when_small()
+@kernel(parallel=True)
+def relu_backward_pairs(C, alpha, su, bu, fixed, unstable, beta, sign, mag, C_out, const, abs_mag, abs_icpt):
+    """C_out = C·d - β·s; const += Σ_{c<0, unstable} c·b_u; abs_mag = Σ(|c| + |β|)·mag and
+    abs_icpt = Σ_{c<0, unstable} |c|·b_u (the caller's rounding terms), per row."""
+    P, n = C.shape
+    for p in prange(P):
+        acc = 0.0
+        s_mag = 0.0
+        s_icpt = 0.0
+        for i in range(n):
+            c = C[p, i]
+            if unstable[p, i]:
+                if c >= 0.0:
+                    d = alpha[p, i]
+                else:
+                    d = su[p, i]
+                    acc += c * bu[p, i]
+                    s_icpt += -c * bu[p, i]
+            else:
+                d = fixed[p, i]
+            b = beta[p, i]
+            C_out[p, i] = c * d - b * sign[p, i]
+            s_mag += (abs(c) + abs(b)) * mag[p, i]
+        const[p] += acc
+        abs_mag[p] = s_mag
+        abs_icpt[p] = s_icpt
+
+
+@serial_when_small()
+@kernel(parallel=True)
+def relu_forward_pairs(z, coef, alpha, su, bu, fixed, unstable, sign, h, grad_alpha, grad_beta):
+    """h = the relaxation plane chosen by the sign of coef, applied to z; grad_alpha = coef·z where the
+    slope α was used (else 0); grad_beta = -s·z."""
+    P, n = z.shape
+    for p in prange(P):
+        for i in range(n):
+            zz = z[p, i]
+            g = 0.0
+            if unstable[p, i]:
+                if coef[p, i] >= 0.0:
+                    h[p, i] = alpha[p, i] * zz
+                    g = coef[p, i] * zz
+                else:
+                    h[p, i] = su[p, i] * zz + bu[p, i]
+            else:
+                h[p, i] = fixed[p, i] * zz
+            grad_alpha[p, i] = g
+            grad_beta[p, i] = -sign[p, i] * zz
+
+
+@serial_when_small()
+@kernel(parallel=True)
+def adam_ascent(x, g, m1, m2, b1, b2, c1, c2, lr, eps, lo, hi, mask, use_mask):
+    """One projected Adam ascent step in place: m1 = b1 m1 + (1-b1) g, m2 = b2 m2 + (1-b2) g²,
+    x = clip(x + lr (m1/c1) / (sqrt(m2/c2) + eps), lo, hi), and x = 0 where ``mask`` is 0 (if ``use_mask``);
+    c1 = 1 - b1^t, c2 = 1 - b2^t (Kingma and Ba 2015)."""
+    P, n = x.shape
+    for p in prange(P):
+        for i in range(n):
+            gi = g[p, i]
+            a = b1 * m1[p, i] + (1.0 - b1) * gi
+            v = b2 * m2[p, i] + (1.0 - b2) * gi * gi
+            m1[p, i] = a
+            m2[p, i] = v
+            y = x[p, i] + lr * (a / c1) / (np.sqrt(v / c2) + eps)
+            y = min(max(y, lo), hi)
+            if use_mask and mask[p, i] == 0.0:
+                y = 0.0
+            x[p, i] = y
+
+
+def _warmup():
+    o = np.ones((1, 2))
+    z = np.zeros((1, 2))
+    u = np.array([[True, False]])
+    v = np.zeros(1)
+    relu_backward_pairs(o, o, o, o, o, u, z, z, o, np.empty((1, 2)), v.copy(), v.copy(), v.copy())
+    relu_forward_pairs(o, o, o, o, o, o, u, z, np.empty((1, 2)), np.empty((1, 2)), np.empty((1, 2)))
+    adam_ascent(o.copy(), o, z.copy(), z.copy(), 0.9, 0.999, 0.1, 0.001, 0.1, 1e-8, 0.0, 1.0, z, True)

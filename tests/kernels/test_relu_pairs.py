@@ -1,0 +1,57 @@
+"""kernels/relu_pairs.py against the numpy references (random rows, empty and one-row inputs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kernels import relu_pairs as K
+from tests.reference import relu_pairs_reference as R
+
+
+def _arrays(rng, P, n):
+    C = rng.normal(size=(P, n))
+    C[rng.random((P, n)) < 0.2] = 0.0
+    unstable = rng.random((P, n)) < 0.5
+    fixed = (rng.random((P, n)) < 0.5).astype(float) * ~unstable
+    sign = np.where(rng.random((P, n)) < 0.2, rng.choice([-1.0, 1.0], size=(P, n)), 0.0) * ~unstable
+    return dict(C=C, alpha=rng.random((P, n)), su=rng.random((P, n)), bu=rng.random((P, n)) * 2, fixed=fixed,
+                unstable=unstable, beta=rng.random((P, n)) * (sign != 0), sign=sign, mag=rng.random((P, n)) * 3)
+
+
+@pytest.mark.parametrize("P, n", [(0, 4), (1, 1), (1, 7), (37, 50), (300, 256)])
+def test_backward_and_forward_match_numpy(P, n):
+    rng = np.random.default_rng(P * 1000 + n)
+    a = _arrays(rng, P, n)
+    want = R.relu_backward_pairs(**a)
+    C_out, const = np.empty((P, n)), rng.normal(size=P)
+    const0 = const.copy()
+    abs_mag, abs_icpt = np.empty(P), np.empty(P)
+    K.relu_backward_pairs(a["C"], a["alpha"], a["su"], a["bu"], a["fixed"], a["unstable"], a["beta"], a["sign"],
+                          a["mag"], C_out, const, abs_mag, abs_icpt)
+    np.testing.assert_array_equal(C_out, want[0])  # elementwise: same operations, same rounding
+    np.testing.assert_allclose(const - const0, want[1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(abs_mag, want[2], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(abs_icpt, want[3], rtol=1e-12, atol=1e-12)
+
+    z = rng.normal(size=(P, n))
+    h, ga, gb = np.empty((P, n)), np.empty((P, n)), np.empty((P, n))
+    K.relu_forward_pairs(z, a["C"], a["alpha"], a["su"], a["bu"], a["fixed"], a["unstable"], a["sign"], h, ga, gb)
+    for got, ref in zip((h, ga, gb), R.relu_forward_pairs(z, a["C"], a["alpha"], a["su"], a["bu"], a["fixed"],
+                                                          a["unstable"], a["sign"])):
+        np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("use_mask, lo, hi", [(False, 0.0, 1.0), (True, 0.0, np.inf)])
+def test_adam_step_matches_numpy(use_mask, lo, hi):
+    rng = np.random.default_rng(3)
+    x, g = rng.random((20, 9)), rng.normal(size=(20, 9))
+    m1, m2 = rng.normal(size=(20, 9)) * 0.1, rng.random((20, 9)) * 0.1
+    mask = (rng.random((20, 9)) < 0.5).astype(float)
+    want = R.adam_ascent(x, g, m1, m2, 0.9, 0.999, 0.19, 0.002, 0.1, 1e-8, lo, hi, mask, use_mask)
+    x2, a, v = x.copy(), m1.copy(), m2.copy()
+    K.adam_ascent(x2, g, a, v, 0.9, 0.999, 0.19, 0.002, 0.1, 1e-8, lo, hi, mask, use_mask)
+    np.testing.assert_allclose(x2, want[0], rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(a, want[1], rtol=1e-14)
+    np.testing.assert_allclose(v, want[2], rtol=1e-14)
+    assert np.all((x2 >= lo) & (x2 <= hi))

@@ -1,0 +1,33 @@
+"""Slow numpy references of kernels/relu_pairs.py (whole-array numpy, no fusion)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def relu_backward_pairs(C, alpha, su, bu, fixed, unstable, beta, sign, mag):
+    pos = C >= 0
+    d = np.where(unstable, np.where(pos, alpha, su), fixed)
+    icpt = np.where(unstable & ~pos, bu, 0.0)
+    C_out = C * d - beta * sign
+    const = np.sum(C * icpt, axis=1)
+    abs_mag = np.sum((np.abs(C) + np.abs(beta)) * mag, axis=1)
+    abs_icpt = np.sum(np.abs(C) * icpt, axis=1)
+    return C_out, const, abs_mag, abs_icpt
+
+
+def relu_forward_pairs(z, coef, alpha, su, bu, fixed, unstable, sign):
+    pos = coef >= 0
+    h = np.where(unstable, np.where(pos, alpha * z, su * z + bu), fixed * z)
+    ga = np.where(unstable & pos, coef * z, 0.0)
+    gb = -sign * z
+    return h, ga, gb
+
+
+def adam_ascent(x, g, m1, m2, b1, b2, c1, c2, lr, eps, lo, hi, mask, use_mask):
+    m1 = b1 * m1 + (1 - b1) * g
+    m2 = b2 * m2 + (1 - b2) * g * g
+    x = np.clip(x + lr * (m1 / c1) / (np.sqrt(m2 / c2) + eps), lo, hi)
+    if use_mask:
+        x = np.where(mask == 0, 0.0, x)
+    return x, m1, m2
