@@ -137,19 +137,42 @@ def window_to_dense(win, oy, ox, H, W, out):
 
 @serial_when_small()
 @kernel(parallel=True)
-def col2im_hwc_add(cols, OW, KH, KW, sh, sw, dh, dw, c0, out):
-    """out[r, a*sh + p*dh, b*sw + q*dw, c0 + c] += cols[r, a*OW + b, (p*KW + q)*Cg + c]: the scatter step
-    of a channel-last BLAS convolution adjoint; out is (R, NH, NW, C)."""
+def window_on_map(win, oy, ox, out):
+    """Place windows on the whole (H, W, C) map: out[r, oy+y, ox+x, c] = win[r, y, x, c] on the map, zero
+    elsewhere (out is (R, H, W, C))."""
+    R, h, w, C = win.shape
+    H, W = out.shape[1], out.shape[2]
+    for r in prange(R):
+        out[r] = 0.0
+        y0, y1 = _span(oy[r], h, H)
+        x0, x1 = _span(ox[r], w, W)
+        for y in range(y0, y1):
+            for x in range(x0, x1):
+                for c in range(C):
+                    out[r, oy[r] + y, ox[r] + x, c] = win[r, y, x, c]
+
+
+@serial_when_small()
+@kernel(parallel=True)
+def col2im_hwc_add(cols, OW, KH, KW, sh, sw, dh, dw, c0, y0, x0, out):
+    """out[r, a*sh + p*dh - y0, b*sw + q*dw - x0, c0 + c] += cols[r, a*OW + b, (p*KW + q)*Cg + c] where that
+    cell lies in out (R, NH, NW, C): the scatter step of a channel-last BLAS convolution adjoint, with the
+    first y0 rows and x0 columns of the full result (and any beyond out's size) cut off."""
     R, S, F = cols.shape
+    NH, NW = out.shape[1], out.shape[2]
     Cg = F // (KH * KW)
     for r in prange(R):
         for s in range(S):
             a = s // OW
             b = s - a * OW
             for p in range(KH):
-                i = a * sh + p * dh
+                i = a * sh + p * dh - y0
+                if i < 0 or i >= NH:
+                    continue
                 for q in range(KW):
-                    j = b * sw + q * dw
+                    j = b * sw + q * dw - x0
+                    if j < 0 or j >= NW:
+                        continue
                     f = (p * KW + q) * Cg
                     for c in range(Cg):
                         out[r, i, j, c0 + c] += cols[r, s, f + c]
@@ -166,4 +189,5 @@ def _warmup():
     window_linear_terms(win, oy, ox, 2, 2, np.ones(3), o, c, m1)
     window_concretize(win, 1, oy, ox, 2, 2, z, o, o, c, m1)
     window_to_dense(win, oy, ox, 2, 2, np.empty((2, 12)))
-    col2im_hwc_add(np.ones((2, 4, 12)), 2, 2, 2, 1, 1, 1, 1, 0, np.zeros((2, 3, 3, 3)))
+    window_on_map(win, oy, ox, np.empty((2, 2, 2, 3)))
+    col2im_hwc_add(np.ones((2, 4, 12)), 2, 2, 2, 1, 1, 1, 1, 0, 1, 0, np.zeros((2, 2, 3, 3)))

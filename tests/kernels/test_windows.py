@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kernels.windows import (col2im_hwc_add, window_concretize, window_diagonal_backsub, window_linear_terms,
-                             window_to_dense)
+                             window_on_map, window_to_dense)
 
 H, W, C = 5, 6, 3
 CASES = [(0, 2, 2), (1, 1, 1), (7, 3, 4), (6, 7, 8)]  # (rows, h, w): empty, one row, inside and overhanging
@@ -108,23 +108,37 @@ def test_to_dense(R, h, w):
     np.testing.assert_array_equal(out, ref.reshape(R, C * H * W))
 
 
+@pytest.mark.parametrize("R, h, w", CASES)
+def test_on_map(R, h, w):
+    _, win, oy, ox = _case(R, h, w, 3 * R + h + w)
+    out = np.full((R, H, W, C), np.nan)
+    window_on_map(win, oy, ox, out)
+    ref = np.zeros((R, H, W, C))
+    for r, y, x, c, _ in _cells(R, h, w, oy, ox):
+        ref[r, oy[r] + y, ox[r] + x, c] = win[r, y, x, c]
+    np.testing.assert_array_equal(out, ref)
+
+
 @pytest.mark.parametrize("R", [0, 1, 3])
 @pytest.mark.parametrize("stride, dilation, c0", [((1, 1), (1, 1), 0), ((2, 1), (1, 2), 2)])
-def test_col2im_hwc_add(R, stride, dilation, c0):
+@pytest.mark.parametrize("cut", [(0, 0, 0, 0), (1, 2, 1, 0), (2, 0, 0, 3)])  # (top, left, bottom, right)
+def test_col2im_hwc_add(R, stride, dilation, c0, cut):
     rng = np.random.default_rng(R)
     OH, OW, KH, KW, Cg = 3, 4, 2, 3, 2
     (sh, sw), (dh, dw) = stride, dilation
     NH, NW = (OH - 1) * sh + dh * (KH - 1) + 1, (OW - 1) * sw + dw * (KW - 1) + 1
+    top, left, bottom, right = cut
     cols = rng.normal(size=(R, OH * OW, KH * KW * Cg))
-    start = rng.normal(size=(R, NH, NW, c0 + Cg + 1))
+    start = rng.normal(size=(R, NH - top - bottom, NW - left - right, c0 + Cg + 1))
     out = start.copy()
-    col2im_hwc_add(cols, OW, KH, KW, sh, sw, dh, dw, c0, out)
-    ref = start.copy()
+    col2im_hwc_add(cols, OW, KH, KW, sh, sw, dh, dw, c0, top, left, out)
+    full = np.zeros((R, NH, NW, c0 + Cg + 1))
     for r in range(R):
         for a in range(OH):
             for b in range(OW):
                 for p in range(KH):
                     for q in range(KW):
                         for c in range(Cg):
-                            ref[r, a * sh + p * dh, b * sw + q * dw, c0 + c] += cols[r, a * OW + b, (p * KW + q) * Cg + c]
+                            full[r, a * sh + p * dh, b * sw + q * dw, c0 + c] += cols[r, a * OW + b, (p * KW + q) * Cg + c]
+    ref = start + full[:, top:NH - bottom, left:NW - right]
     np.testing.assert_allclose(out, ref, rtol=1e-14, atol=1e-14)
