@@ -21,7 +21,7 @@ import numpy as np
 from kernels.backsub import concretize, diagonal_backsub, linear_backsub_terms
 
 from ..fp import UNIT_ROUNDOFF, gamma, inflate, widen
-from ..linear import LINEAR_OPS, LinearOp, linear_op
+from ..linear import LINEAR_OPS, DenseOp, LinearOp, linear_op
 from ..network import NETWORK_INPUT, Add, Layer, MaxPool2d, ReLU, Sigmoid, Tanh
 from ..relaxations import maxpool_windows, relu_deeppoly, s_shaped_deeppoly, sigmoid, sigmoid_derivative, tanh_derivative
 from . import deeppoly_windows
@@ -108,9 +108,8 @@ def _step(graph: DeepPolyGraph, relax, node_inputs, C_u, C_l, sound: bool):
         op = relax.op
         same = C_u is C_l  # equal rows (before any relaxation): transposed once
         C_u, C_l = np.ascontiguousarray(C_u), np.ascontiguousarray(C_l)
-        if sound and not op.exact:  # |L| m + |b|, once per analysis
-            v = deeppoly_windows.cached(graph, ("linear", id(relax)), (relax, *in_bounds), lambda: (
-                op.apply_abs(graph.magnitude(node_inputs[0])[None])[0] + np.abs(op.bias)))
+        if sound and not op.exact:
+            v = _linear_magnitudes(graph, relax, node_inputs[0])
         else:
             v = np.zeros(C_u.shape[1])
         mag_v = np.empty(k)
@@ -155,9 +154,26 @@ def _step(graph: DeepPolyGraph, relax, node_inputs, C_u, C_l, sound: bool):
     raise TypeError(f"unknown relaxation {type(relax).__name__}")
 
 
+def _linear_magnitudes(graph: DeepPolyGraph, relax: LinearRelax, source: int) -> np.ndarray:
+    """|L| m + |b| of a linear node reading node ``source`` (m its magnitude bound), once per analysis."""
+    op = relax.op
+    return deeppoly_windows.cached(graph, ("linear", id(relax)), (relax, *graph.node_bounds(source)), lambda: (
+        op.apply_abs(graph.magnitude(source)[None])[0] + np.abs(op.bias)))
+
+
 def backsubstitute(graph: DeepPolyGraph, target: int, rows: np.ndarray, sound: bool, windows: bool = False):
     """Concrete (lower, upper) of neurons ``rows`` of node ``target`` by full back-substitution."""
     k = len(rows)
+    relax = graph.relaxations[target]
+    if isinstance(relax, LinearRelax) and isinstance(relax.op, DenseOp):
+        # one-hot rows through y = Wx + b: W's rows, b's entries and |W|m+|b|'s entries, exactly
+        op, source = relax.op, graph.inputs[target][0]
+        C = np.ascontiguousarray(op.matrix[rows], dtype=np.float64)
+        const = np.asarray(op.bias, dtype=np.float64)[rows]
+        slack = np.zeros(k)
+        if sound:
+            slack += gamma(max(op.fan_in, op.fan_out) + 3) * _linear_magnitudes(graph, relax, source)[rows]
+        return finish_backsubstitution(graph, source, C, C, const, const.copy(), slack, sound, windows)
     eye = np.zeros((k, graph.bounds[target][0].size))
     eye[np.arange(k), rows] = 1.0
     return finish_backsubstitution(graph, target, eye, eye, np.zeros(k), np.zeros(k), np.zeros(k), sound, windows)
