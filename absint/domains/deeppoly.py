@@ -260,10 +260,11 @@ def _refine(graph: DeepPolyGraph, index: int, ctx: Context) -> None:
     todo = _rows_to_refine(graph, index, ctx)
     windowed = ctx.options.conv_windows and deeppoly_windows.applicable(graph, index)
     if windowed and (per_row := deeppoly_windows.row_bytes(graph, index)) and ctx.network is not None:
-        # a block may hold as many bytes as ``block`` dense rows (8 rows of the widest node each, as the
-        # planner counts them): windows are small, so many more rows fit (fewer, larger BLAS products)
+        # a block may hold half the bytes the planner counts for ``block`` dense rows (8 rows of the widest
+        # node each; half: margin for the model's slack): windows are small, so many more rows fit (fewer,
+        # larger BLAS products; measured peaks under 1 GiB: see README)
         widest = max([ctx.network.input_size] + [n.size for n in ctx.network.nodes])
-        block = max(block, block * 64 * widest // per_row)
+        block = max(block, block * 32 * widest // per_row)
     block = max(1, -(-todo.size // max(1, -(-todo.size // block))))  # blocks of even size
     for start in range(0, todo.size, block):
         rows = todo[start:start + block]

@@ -5,9 +5,11 @@ rows are kept as dense windows placed at per-row offsets (oy, ox) of the map (th
 representation of auto_LiRPA, Xu et al. NeurIPS 2020) instead of rows over the whole map. Through a
 conv y = W * x + b the window grows to ((h-1)s + d(kh-1) + 1, ...) at offset (oy s - pad, ...) by a
 transposed convolution of the window alone; through an elementwise relaxation it keeps its shape.
-Cells outside the map carry no coefficient (padding contributes nothing). Constants, rounding terms
-(same gamma counts as the dense rows of ``deeppoly``) and the final concretisation are computed on the
-windows. When a window covers half its map, or a node of another kind is reached, the rows are
+Cells outside the map carry no coefficient (padding contributes nothing); margins that lie off the map
+for every row of a block are cut off. Constants, rounding terms (same gamma counts as the dense rows of
+``deeppoly``) and the final concretisation are computed on the windows. A window as large as its map is
+placed on the whole map (offset 0); dense rows of other nodes (an Affine's) that reach a convolution
+chain continue the same way (``continue_on_map``). When a node of another kind is reached, the rows are
 scattered into dense rows and ``deeppoly.finish_backsubstitution`` continues. Cost per row:
 O(window), not O(map).
 
