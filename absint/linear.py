@@ -201,7 +201,10 @@ def conv2d_transpose(y: np.ndarray, conv: Conv2d, in_shape: Shape) -> np.ndarray
     for g in range(conv.groups):
         yg = y[:, g * cout_g:(g + 1) * cout_g].reshape(k, cout_g, oh * ow)
         wg = conv.weight[g * cout_g:(g + 1) * cout_g].reshape(cout_g, cin_g * kh * kw)
-        cols = np.matmul(yg.transpose(0, 2, 1), wg)  # (k, positions, cin_g*kh*kw), C-contiguous
+        # one BLAS product for all rows (a batched matmul is one small product per row: slow, and much
+        # slower still when the other core is busy); the transposed copy is cout_g/(cin_g kh kw) of cols
+        rows = np.ascontiguousarray(yg.transpose(0, 2, 1)).reshape(k * oh * ow, cout_g)
+        cols = (rows @ wg).reshape(k, oh * ow, cin_g * kh * kw)
         col2im_add(cols, ow, kh, kw, sh, sw, dh, dw, padded[:, g * cin_g:(g + 1) * cin_g])
     return padded[:, :, top:top + h, left:left + w]
 

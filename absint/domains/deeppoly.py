@@ -21,7 +21,7 @@ import numpy as np
 from kernels.backsub import concretize, diagonal_backsub, linear_backsub_terms
 
 from ..fp import UNIT_ROUNDOFF, gamma, inflate, widen
-from ..linear import LINEAR_OPS, LinearOp, linear_op
+from ..linear import LINEAR_OPS, DenseOp, LinearOp, linear_op
 from ..network import NETWORK_INPUT, Add, Layer, MaxPool2d, ReLU, Sigmoid, Tanh
 from ..relaxations import maxpool_windows, relu_deeppoly, s_shaped_deeppoly, sigmoid, sigmoid_derivative, tanh_derivative
 from . import deeppoly_windows
@@ -103,24 +103,30 @@ def _step(graph: DeepPolyGraph, relax, node_inputs, C_u, C_l, sound: bool):
     """
     k = C_u.shape[0]
     const_u, const_l, slack = np.zeros(k), np.zeros(k), np.zeros(k)
+    in_bounds = graph.node_bounds(node_inputs[0])
     if isinstance(relax, LinearRelax):
         op = relax.op
+        same = C_u is C_l  # equal rows (before any relaxation): transposed once
         C_u, C_l = np.ascontiguousarray(C_u), np.ascontiguousarray(C_l)
         if sound and not op.exact:
-            v = op.apply_abs(graph.magnitude(node_inputs[0])[None])[0] + np.abs(op.bias)
+            v = _linear_magnitudes(graph, relax, node_inputs[0])
         else:
             v = np.zeros(C_u.shape[1])
         mag_v = np.empty(k)
         linear_backsub_terms(C_u, C_l, np.ascontiguousarray(op.bias, dtype=np.float64), v, const_u, const_l, mag_v)
         if sound and not op.exact:
             slack += gamma(max(op.fan_in, op.fan_out) + 3) * mag_v  # C Lᵀ sums fan_out products per entry
-        out = [(op.apply_transpose(C_u), op.apply_transpose(C_l))]
+        T_u = op.apply_transpose(C_u)
+        out = [(T_u, T_u if same else op.apply_transpose(C_l))]
         return out, const_u, const_l, slack
     if isinstance(relax, DiagonalRelax):
         # fused kernel: C⁺/C⁻ split, constants and the magnitudes for the rounding terms in one pass
         new_u, new_l = np.ascontiguousarray(C_u), np.ascontiguousarray(C_l)
-        v = np.maximum(np.abs(relax.a_l), np.abs(relax.a_u)) * graph.magnitude(node_inputs[0])
-        b = np.maximum(np.abs(relax.b_l), np.abs(relax.b_u))
+        if new_l is new_u:
+            new_l = new_u.copy()
+        v, b = deeppoly_windows.cached(graph, ("diagonal", id(relax)), (relax, *in_bounds), lambda: (
+            np.maximum(np.abs(relax.a_l), np.abs(relax.a_u)) * graph.magnitude(node_inputs[0]),
+            np.maximum(np.abs(relax.b_l), np.abs(relax.b_u))))
         mag_v, mag_b = np.empty(k), np.empty(k)
         diagonal_backsub(new_u, new_l, relax.a_l, relax.b_l, relax.a_u, relax.b_u, v, b, const_u, const_l,
                          mag_v, mag_b)
@@ -148,35 +154,60 @@ def _step(graph: DeepPolyGraph, relax, node_inputs, C_u, C_l, sound: bool):
     raise TypeError(f"unknown relaxation {type(relax).__name__}")
 
 
-def backsubstitute(graph: DeepPolyGraph, target: int, rows: np.ndarray, sound: bool):
+def _linear_magnitudes(graph: DeepPolyGraph, relax: LinearRelax, source: int) -> np.ndarray:
+    """|L| m + |b| of a linear node reading node ``source`` (m its magnitude bound), once per analysis."""
+    op = relax.op
+    return deeppoly_windows.cached(graph, ("linear", id(relax)), (relax, *graph.node_bounds(source)), lambda: (
+        op.apply_abs(graph.magnitude(source)[None])[0] + np.abs(op.bias)))
+
+
+def backsubstitute(graph: DeepPolyGraph, target: int, rows: np.ndarray, sound: bool, windows: bool = False):
     """Concrete (lower, upper) of neurons ``rows`` of node ``target`` by full back-substitution."""
     k = len(rows)
+    relax = graph.relaxations[target]
+    if isinstance(relax, LinearRelax) and isinstance(relax.op, DenseOp):
+        # one-hot rows through y = Wx + b: W's rows, b's entries and |W|m+|b|'s entries, exactly
+        op, source = relax.op, graph.inputs[target][0]
+        C = np.ascontiguousarray(op.matrix[rows], dtype=np.float64)
+        const = np.asarray(op.bias, dtype=np.float64)[rows]
+        slack = np.zeros(k)
+        if sound:
+            slack += gamma(max(op.fan_in, op.fan_out) + 3) * _linear_magnitudes(graph, relax, source)[rows]
+        return finish_backsubstitution(graph, source, C, C, const, const.copy(), slack, sound, windows)
     eye = np.zeros((k, graph.bounds[target][0].size))
     eye[np.arange(k), rows] = 1.0
-    return finish_backsubstitution(graph, target, eye, eye.copy(), np.zeros(k), np.zeros(k), np.zeros(k), sound)
+    return finish_backsubstitution(graph, target, eye, eye, np.zeros(k), np.zeros(k), np.zeros(k), sound, windows)
 
 
 def finish_backsubstitution(graph: DeepPolyGraph, start: int, C_u: np.ndarray, C_l: np.ndarray,
-                            const_u: np.ndarray, const_l: np.ndarray, slack: np.ndarray, sound: bool):
+                            const_u: np.ndarray, const_l: np.ndarray, slack: np.ndarray, sound: bool,
+                            windows: bool = False):
     """Continue a back-substitution whose dense coefficient rows (on node ``start``'s output) are C_u, C_l
-    down to the input box; (lower, upper)."""
+    down to the input box; (lower, upper). ``C_l is C_u`` (one array) while the rows are equal. With
+    ``windows``, a single pending chain that reaches convolutions and their relaxations continues on windows
+    over the whole map (``deeppoly_windows.continue_on_map``)."""
     k = C_u.shape[0]
     pending: dict[int, list[np.ndarray]] = {start: [C_u, C_l]}
     if start != NETWORK_INPUT:
         for j in range(start, -1, -1):
             if j not in pending:
                 continue
+            if windows and len(pending) == 1 and (shape := deeppoly_windows.map_shape(graph, j)) is not None:
+                return deeppoly_windows.continue_on_map(graph, j, shape, *pending[j], const_u, const_l, slack, sound)
             C_u, C_l = pending.pop(j)
             outs, cu, cl, s = _step(graph, graph.relaxations[j], graph.inputs[j], C_u, C_l, sound)
             const_u += cu
             const_l += cl
             slack += s
             for i, (nu, nl) in zip(graph.inputs[j], outs):
-                if i in pending:
+                if i not in pending:
+                    pending[i] = [nu, nl]
+                elif pending[i][0] is pending[i][1]:  # shared rows: add out of place
+                    total = pending[i][0] + nu
+                    pending[i] = [total, total if nl is nu else pending[i][1] + nl]
+                else:
                     pending[i][0] += nu
                     pending[i][1] += nl
-                else:
-                    pending[i] = [nu, nl]
     lo_in, hi_in = graph.input_lower, graph.input_upper
     C_u, C_l = pending.get(NETWORK_INPUT, [np.zeros((k, lo_in.size)), np.zeros((k, lo_in.size))])
     upper, lower, mag_m = const_u.copy(), const_l.copy(), np.empty(k)
@@ -228,10 +259,19 @@ def _refine(graph: DeepPolyGraph, index: int, ctx: Context) -> None:
     new_lo, new_hi = lo.copy(), hi.copy()
     todo = _rows_to_refine(graph, index, ctx)
     windowed = ctx.options.conv_windows and deeppoly_windows.applicable(graph, index)
-    method = deeppoly_windows.backsubstitute_windowed if windowed else backsubstitute
+    if windowed and (per_row := deeppoly_windows.row_bytes(graph, index)) and ctx.network is not None:
+        # a block may hold half the bytes the planner counts for ``block`` dense rows (8 rows of the widest
+        # node each; half: margin for the model's slack): windows are small, so many more rows fit (fewer,
+        # larger BLAS products; measured peaks under 1 GiB: see README)
+        widest = max([ctx.network.input_size] + [n.size for n in ctx.network.nodes])
+        block = max(block, block * 32 * widest // per_row)
+    block = max(1, -(-todo.size // max(1, -(-todo.size // block))))  # blocks of even size
     for start in range(0, todo.size, block):
         rows = todo[start:start + block]
-        l, u = method(graph, index, rows, ctx.options.sound_fp)
+        if windowed:
+            l, u = deeppoly_windows.backsubstitute_windowed(graph, index, rows, ctx.options.sound_fp)
+        else:
+            l, u = backsubstitute(graph, index, rows, ctx.options.sound_fp, ctx.options.conv_windows)
         new_lo[rows] = np.maximum(lo[rows], l)
         new_hi[rows] = np.minimum(hi[rows], u)
     _uncross(new_lo, new_hi)
