@@ -242,7 +242,7 @@ def _product(C, W, boxes, relu_relax):
     product skips them: per run of rows of one box when that is cheaper, else those dead on all boxes."""
     p, (n, m) = boxes.size, W.shape
     if relu_relax is None or p == 0:
-        return (C.reshape(-1, n) @ W).reshape(2, p, m)
+        return (C.reshape(2 * p, n) @ W).reshape(2, p, m)
     a_l, _, a_u, _ = relu_relax
     starts = np.flatnonzero(np.r_[True, boxes[1:] != boxes[:-1]])
     ends = np.r_[starts[1:], p]
@@ -258,7 +258,7 @@ def _product(C, W, boxes, relu_relax):
         return out
     if cols.size <= LIVE_FRACTION * n:
         C, W = C[:, :, cols], W[cols]
-    return (C.reshape(-1, W.shape[0]) @ W).reshape(2, p, m)
+    return (C.reshape(2 * p, W.shape[0]) @ W).reshape(2, p, m)
 
 
 __all__ = ["AffineReluChain", "BatchBounds", "ReluSplits", "deeppoly_boxes"]

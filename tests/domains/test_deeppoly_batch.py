@@ -139,3 +139,7 @@ def test_product_skips_only_zero_columns(monkeypatch):
         np.testing.assert_allclose(_product(C, W, boxes, relax), C @ W, rtol=0, atol=1e-12)
     np.testing.assert_allclose(_product(C, W, boxes, None), C @ W, rtol=0, atol=1e-12)
     assert _product(C[:, :0], W, boxes[:0], relax).shape == (2, 0, m)
+    dead = (np.zeros((B, n)), None, np.zeros((B, n)), None)  # every neuron inactive: C = 0
+    for call in (0, 10**12):
+        monkeypatch.setattr(deeppoly_batch, "GROUP_CALL", call)
+        np.testing.assert_array_equal(_product(np.zeros_like(C), W, boxes, dead), np.zeros((2, 40, m)))
