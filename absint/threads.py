@@ -11,7 +11,7 @@ import os
 from contextlib import contextmanager
 
 import numba
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 
 def cores() -> int:
@@ -35,4 +35,15 @@ def thread_budget(n: int):
             numba.set_num_threads(previous)
 
 
-__all__ = ["cores", "thread_budget"]
+_CONTROLLER: list[ThreadpoolController] = []
+
+
+def blas_single_thread():
+    """``with blas_single_thread():`` BLAS runs on the calling thread (for a loop of small products, each of
+    which would wake the pool); ~50 µs per use (the library scan of threadpoolctl is done once)."""
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=1, user_api="blas")
+
+
+__all__ = ["blas_single_thread", "cores", "thread_budget"]

@@ -4,7 +4,8 @@ The relaxations and rounding-error terms are those of ``absint.domains.deeppoly`
 2019: ReLU upper chord, lower slope 0/1 by area; a back-substitution step through y = Wx + b adds
 gamma_{max(in,out)+3} |C|(|W| m + |b|) to the slack, a ReLU step 2u |C| v + gamma_{n+2} |C| |b|), but
 every array carries a leading batch axis and back-substitution works on (box, neuron) pairs, so one
-BLAS product serves every box: input splitting bounds hundreds of sub-boxes per call. The input
+BLAS product serves every box: input splitting bounds hundreds of sub-boxes per call. The elementwise
+steps are the row kernels of ``kernels.batch_backsub``, which read each pair's box data by index. The input
 coefficients of each output's lower bound, y_i >= Λ_i x + c_i on the box, are returned too; |Λ_i| x
 width ranks the input dimensions for splitting (the "smear" of ReluVal/Neurify, Wang et al. 2018).
 """
@@ -16,11 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from kernels.batch_backsub import affine_backsub_terms, concretize_rows, relu_backsub_rows
+
 from ..fp import UNIT_ROUNDOFF, gamma, inflate, widen
 from ..errors import MemoryBudgetError
 from ..linear import is_linear, linear_op
 from ..network import NETWORK_INPUT, Affine, Network, ReLU, Reshape
 from ..relaxations import relu_deeppoly
+from ..threads import blas_single_thread
 from .interval import centre_radius
 
 
@@ -185,8 +189,8 @@ def deeppoly_boxes(chain: AffineReluChain, lower: np.ndarray, upper: np.ndarray,
     ReLU phases of ``splits`` when given (then every layer's bounds are returned too). Back-substitution
     runs on chunks of (box, neuron) pairs of about ``pair_bytes`` of temporaries.
     """
-    lower = np.ascontiguousarray(lower, np.float64).reshape(len(lower), -1)
-    upper = np.ascontiguousarray(upper, np.float64).reshape(len(upper), -1)
+    lower = np.array(lower, np.float64, order="C").reshape(len(lower), -1)  # writable C copies: the kernels'
+    upper = np.array(upper, np.float64, order="C").reshape(len(upper), -1)  # compiled signature
     if lower.shape != upper.shape or lower.shape[1] != chain.n_inputs:
         raise ValueError(f"boxes must be (B, {chain.n_inputs}) arrays, got {lower.shape} and {upper.shape}")
     mags = []      # per layer: magnitude max(|l|, |u|) of its input, (B, n_in)
@@ -237,49 +241,68 @@ def deeppoly_boxes(chain: AffineReluChain, lower: np.ndarray, upper: np.ndarray,
 
 
 def _backsubstitute(chain, k, boxes, rows, mags, relax, affine_v, lower, upper, sound, want_coef):
-    """Concrete bounds of the (box, neuron) pairs of layer k by back-substitution to the input box."""
-    p = boxes.size
-    n_k = chain.layers[k].weight.shape[0]
-    C_u = np.zeros((p, n_k))
-    C_u[np.arange(p), rows] = 1.0
-    C_l = C_u.copy()
-    const_u, const_l, slack = np.zeros(p), np.zeros(p), np.zeros(p)
-    for j in range(k, -1, -1):
+    """Concrete bounds of the (box, neuron) pairs of layer k by back-substitution to the input box.
+
+    The upper and lower coefficient rows are one (2, p, n) array, so an Affine step is one BLAS product;
+    ReLU steps, constants, rounding terms and the concretisation are kernels/batch_backsub.py row kernels
+    that read each pair's box data through ``boxes``."""
+    boxes = np.ascontiguousarray(boxes, np.intp)
+    W, b = chain.layers[k].weight, chain.layers[k].bias
+    C = np.empty((2,) + (boxes.size, W.shape[1]))
+    C[0] = W[rows].toarray() if sp.issparse(W) else W[rows]  # e_i^T W: the first step is a gather
+    C[1] = C[0]
+    const_u, const_l = b[rows].copy(), b[rows].copy()
+    slack = gamma(max(W.shape) + 3) * affine_v[k][boxes, rows] if sound else np.zeros(boxes.size)
+    for j in range(k - 1, -1, -1):
         layer = chain.layers[j]
-        m_in = mags[j]
         if isinstance(layer, Affine):
-            W, b = layer.weight, layer.bias
-            const_u += C_u @ b
-            const_l += C_l @ b
-            if sound:
-                v = affine_v[j][boxes]
-                slack += gamma(max(W.shape) + 3) * np.maximum(np.einsum("pj,pj->p", np.abs(C_u), v),
-                                                              np.einsum("pj,pj->p", np.abs(C_l), v))
-            C_u, C_l = C_u @ W, C_l @ W
+            W, bias = layer.weight, np.array(layer.bias, np.float64)  # a writable copy: one kernel signature
+            affine_backsub_terms(C[0], C[1], bias, boxes, affine_v[j] if sound else _NO_V, const_u, const_l, slack,
+                                 sound, gamma(max(W.shape) + 3))
+            C = _product(C, W, boxes, relax[j + 1])
         else:
-            a_l, b_l, a_u, b_u = (x[boxes] for x in relax[j])
-            if sound:
-                v = np.maximum(np.abs(a_l), np.abs(a_u)) * m_in[boxes]
-                bb = np.maximum(np.abs(b_l), np.abs(b_u))
-                abs_u, abs_l = np.abs(C_u), np.abs(C_l)
-                slack += 2 * UNIT_ROUNDOFF * np.maximum(np.einsum("pj,pj->p", abs_u, v), np.einsum("pj,pj->p", abs_l, v))
-                slack += gamma(C_u.shape[1] + 2) * np.maximum(np.einsum("pj,pj->p", abs_u, bb),
-                                                              np.einsum("pj,pj->p", abs_l, bb))
-            pos_u, pos_l = C_u > 0, C_l > 0
-            const_u += np.einsum("pj,pj->p", C_u, np.where(pos_u, b_u, b_l))
-            const_l += np.einsum("pj,pj->p", C_l, np.where(pos_l, b_l, b_u))
-            C_u = C_u * np.where(pos_u, a_u, a_l)
-            C_l = C_l * np.where(pos_l, a_l, a_u)
-    lo_in, hi_in = lower[boxes], upper[boxes]
-    up = const_u + np.einsum("pj,pj->p", C_u, np.where(C_u > 0, hi_in, lo_in))
-    lo = const_l + np.einsum("pj,pj->p", C_l, np.where(C_l > 0, lo_in, hi_in))
-    if not sound:
-        return lo, up, (C_l if want_coef else None)
-    m = np.maximum(np.abs(lo_in), np.abs(hi_in))
-    mag_m = np.maximum(np.einsum("pj,pj->p", np.abs(C_u), m), np.einsum("pj,pj->p", np.abs(C_l), m))
-    slack += gamma(chain.n_inputs + len(chain.layers) + 4) * (mag_m + np.abs(const_u) + np.abs(const_l))
-    lo, up = widen(lo, up, inflate(slack))
-    return lo, up, (C_l if want_coef else None)
+            a_l, b_l, a_u, b_u = relax[j]
+            relu_backsub_rows(C[0], C[1], boxes, a_l, b_l, a_u, b_u, mags[j], const_u, const_l, slack, sound,
+                              2 * UNIT_ROUNDOFF, gamma(C.shape[2] + 2))
+    lo, up, mag_m = np.empty(boxes.size), np.empty(boxes.size), np.empty(boxes.size)
+    concretize_rows(C[0], C[1], boxes, lower, upper, const_u, const_l, lo, up, mag_m)
+    if sound:
+        slack += gamma(chain.n_inputs + len(chain.layers) + 4) * (mag_m + np.abs(const_u) + np.abs(const_l))
+        lo, up = widen(lo, up, inflate(slack))
+    return lo, up, (C[1] if want_coef else None)
+
+
+_NO_V = np.zeros((0, 0))
+
+#: the dense product skips the columns inactive on every box when at most this fraction of them is live
+LIVE_FRACTION = 0.9
+#: cost of the few numpy calls per box of a per-box product, in multiply-adds (~30 µs)
+GROUP_CALL = 150_000
+
+
+def _product(C, W, boxes, relu_relax):
+    """C W for coefficient rows C (2, p, n) that went through the ReLU with relaxations ``relu_relax``
+    (None: no ReLU): the columns of the neurons inactive (a_l = a_u = 0) on a row's box are zero, so the
+    product skips them: per run of rows of one box when that is cheaper, else those dead on all boxes."""
+    p, (n, m) = boxes.size, W.shape
+    if relu_relax is None or p == 0 or sp.issparse(W):  # a sparse W costs its non-zeros already
+        return (C.reshape(2 * p, n) @ W).reshape(2, p, m)
+    a_l, _, a_u, _ = relu_relax
+    starts = np.flatnonzero(np.r_[True, boxes[1:] != boxes[:-1]])
+    ends = np.r_[starts[1:], p]
+    live = (a_l[boxes[starts]] != 0) | (a_u[boxes[starts]] != 0)  # (runs, n)
+    cols = np.flatnonzero(live.any(axis=0))
+    grouped_cost = m * int(((ends - starts) * live.sum(axis=1)).sum()) + GROUP_CALL * starts.size
+    if grouped_cost < p * cols.size * m:
+        out = np.empty((2, p, m))
+        with blas_single_thread():  # small products: waking BLAS threads for each costs more than it gains
+            for s, e, run_live in zip(starts, ends, live):
+                run_cols = np.flatnonzero(run_live)
+                np.matmul(C[:, s:e][:, :, run_cols], W[run_cols], out=out[:, s:e])
+        return out
+    if cols.size <= LIVE_FRACTION * n:
+        C, W = C[:, :, cols], W[cols]
+    return (C.reshape(2 * p, W.shape[0]) @ W).reshape(2, p, m)
 
 
 __all__ = ["AffineReluChain", "BatchBounds", "ReluSplits", "SparseAffine", "deeppoly_boxes"]

@@ -129,3 +129,56 @@ def test_oval21_explicit_chain_matches_analyze():
     scale = max(1.0, np.abs(ref.lower).max())
     np.testing.assert_allclose(got.lower[0], ref.lower, rtol=0, atol=1e-9 * scale)
     np.testing.assert_allclose(got.upper[0], ref.upper, rtol=0, atol=1e-9 * scale)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("sound_fp", [True, False])
+def test_kernels_equal_numpy_backsubstitution(monkeypatch, sound_fp, grouped):
+    """The row kernels and the products that skip inactive columns (per box or on all boxes) give the
+    bounds of the former numpy back-substitution, also with ReLU splits (branch and bound)."""
+    from absint.domains import deeppoly_batch
+    from tests.reference.batch_backsub_reference import backsubstitute_numpy
+
+    rng = np.random.default_rng(3)
+    net = random_chain(rng, (5, 40, 40, 40, 3))
+    chain = AffineReluChain.from_network(net)
+    lo, hi = random_boxes(rng, 16, 5, 0.5)
+    phases = {j: np.where(rng.random((16, 40)) < 0.1, rng.choice([-1, 1], size=(16, 40)), 0)
+              for j, layer in enumerate(chain.layers) if isinstance(layer, ReLU)}
+    monkeypatch.setattr(deeppoly_batch, "GROUP_CALL", 0 if grouped else 10**12)
+    for splits in (None, deeppoly_batch.ReluSplits(phases)):
+        got = deeppoly_boxes(chain, lo, hi, sound_fp=sound_fp, lower_coef=splits is None, splits=splits)
+        with monkeypatch.context() as m:
+            m.setattr(deeppoly_batch, "_backsubstitute", backsubstitute_numpy)
+            ref = deeppoly_boxes(chain, lo, hi, sound_fp=sound_fp, lower_coef=splits is None, splits=splits)
+        scale = max(1.0, np.abs(ref.upper).max())
+        np.testing.assert_allclose(got.lower, ref.lower, rtol=0, atol=1e-12 * scale)
+        np.testing.assert_allclose(got.upper, ref.upper, rtol=0, atol=1e-12 * scale)
+        if splits is None:
+            np.testing.assert_allclose(got.lower_coef, ref.lower_coef, rtol=0, atol=1e-12 * scale)
+        else:
+            np.testing.assert_array_equal(got.infeasible, ref.infeasible)
+
+
+def test_product_skips_only_zero_columns(monkeypatch):
+    from absint.domains import deeppoly_batch
+    from absint.domains.deeppoly_batch import _product
+
+    rng = np.random.default_rng(4)
+    B, n, m = 5, 30, 7
+    a_u = np.where(rng.random((B, n)) < 0.6, 0.0, rng.random((B, n)))
+    a_u[:, :3] = 0.0  # dead on every box
+    a_l = np.where(a_u > 0.5, 1.0, 0.0)
+    relax = (a_l, None, a_u, None)
+    boxes = np.sort(rng.integers(0, B, 40))
+    C = rng.normal(size=(2, 40, n)) * ((a_l != 0) | (a_u != 0))[boxes]
+    W = rng.normal(size=(n, m))
+    for call in (0, 10**12):  # per box / columns dead on all boxes
+        monkeypatch.setattr(deeppoly_batch, "GROUP_CALL", call)
+        np.testing.assert_allclose(_product(C, W, boxes, relax), C @ W, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(_product(C, W, boxes, None), C @ W, rtol=0, atol=1e-12)
+    assert _product(C[:, :0], W, boxes[:0], relax).shape == (2, 0, m)
+    dead = (np.zeros((B, n)), None, np.zeros((B, n)), None)  # every neuron inactive: C = 0
+    for call in (0, 10**12):
+        monkeypatch.setattr(deeppoly_batch, "GROUP_CALL", call)
+        np.testing.assert_array_equal(_product(np.zeros_like(C), W, boxes, dead), np.zeros((2, 40, m)))

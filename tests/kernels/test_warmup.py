@@ -28,7 +28,7 @@ def test_every_kernel_compiled():
 
 
 def test_my_modules_have_warmup():
-    for name in ("conv", "interval", "relu", "reductions", "patterns"):
+    for name in ("conv", "interval", "relu", "reductions", "patterns", "batch_backsub"):
         assert callable(getattr(importlib.import_module(f"kernels.{name}"), "_warmup", None)), name
 
 
