@@ -428,10 +428,11 @@ def _run_local(tasks, opts, record, guard_slack, jobs) -> None:
                 recv, send = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_child, args=(send, str(inst.onnx), str(inst.vnnlib), timeout, opts, threads),
                                    name=f"absint-{inst.name}", daemon=True)
+                start = time.monotonic()
+                # registered before it starts: a Ctrl-C during start() still stops it in the finally below
+                running[recv] = (k, inst, proc, start, start + timeout * GUARD_FACTOR + guard_slack)
                 proc.start()
                 send.close()
-                start = time.monotonic()
-                running[recv] = (k, inst, proc, start, start + timeout * GUARD_FACTOR + guard_slack)
             now = time.monotonic()
             wait_s = max(0.0, min(v[4] for v in running.values()) - now)
             ready = wait(list(running), timeout=min(wait_s, 1.0))
