@@ -314,10 +314,15 @@ def test_ctrl_c_in_local_mode_stops_workers(tmp_path):
             deadline = time.monotonic() + 60
             while "[1/2]" not in err_path.read_text() and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.1)
+            assert "[1/2]" in err_path.read_text(), f"the first instance did not finish: {err_path.read_text()}"
             time.sleep(1.5)  # the stuck worker has started (Ctrl-C during its start is covered by the parent too)
             kids = psutil.Process(proc.pid).children(recursive=True)
             proc.send_signal(signal.SIGINT)
-            stdout, _ = proc.communicate(timeout=30)
+            try:
+                stdout, _ = proc.communicate(timeout=90)
+            except subprocess.TimeoutExpired:
+                tree = [(p.pid, p.name(), p.status()) for p in psutil.Process(proc.pid).children(recursive=True)]
+                pytest.fail(f"no exit 90 s after SIGINT; children {tree}; stderr: {err_path.read_text()[-2000:]}")
         finally:
             if proc.poll() is None:
                 proc.kill()
