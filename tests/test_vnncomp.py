@@ -308,8 +308,10 @@ def test_ctrl_c_in_local_mode_stops_workers(tmp_path):
     os.mkfifo(tmp_path / "stuck.vnnlib")
     out, err_path = tmp_path / "r.csv", tmp_path / "stderr.txt"
     with open(err_path, "w") as err:
+        # default SIGINT in the child even when this test runs in a background job (which ignores SIGINT)
         proc = subprocess.Popen([sys.executable, "-m", "absint.cli", "run-benchmark", str(tmp_path), "--out",
-                                 str(out)], stdout=subprocess.PIPE, stderr=err, text=True)
+                                 str(out)], stdout=subprocess.PIPE, stderr=err, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.monotonic() + 60
             while "[1/2]" not in err_path.read_text() and proc.poll() is None and time.monotonic() < deadline:
