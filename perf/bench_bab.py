@@ -1,6 +1,6 @@
 """ReLU branch and bound throughput and progress on benchmark instances (mnistfc, oval21).
 
-    python perf/bench_bab.py [--family mnistfc] [--filter 256x4] [--limit 4] [--seconds 60]
+    python perf/bench_bab.py [--family mnistfc] [--filter "256x4.*prop_0_"] [--limit 4] [--seconds 60]
                              [--max-subproblems N] [--threads 2] [--candidates 1 4] [--iterations 15]
                              [--csv out.csv]
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import sys
 import time
 from pathlib import Path
@@ -66,20 +67,22 @@ def run_case(net, region, options: BabOptions, seconds: float) -> dict:
     wall = time.perf_counter() - t0
     return {"status": status, "wall_s": wall, "subproblems": out.subproblems,
             "per_s": out.subproblems / max(wall, 1e-9), "root_bound": out.root_bound,
-            "global_bound": out.global_bound, "depth": out.max_depth,
+            "global_bound": out.global_bound, "open": out.queue_size, "depth": out.max_depth,
             "bounding": out.time_bounding / max(wall, 1e-9), "branching": out.time_branching / max(wall, 1e-9)}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--family", default="mnistfc")
-    p.add_argument("--filter", default=None)
+    p.add_argument("--filter", default=None, help="regular expression matched against 'ONNX VNNLIB' paths")
     p.add_argument("--limit", type=int, default=4)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--max-subproblems", type=int, default=None)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--candidates", type=int, nargs="+", default=[BabOptions().branching_candidates])
     p.add_argument("--iterations", type=int, nargs="+", default=[BabOptions().iterations])
+    p.add_argument("--lr", nargs="+", default=[f"{BabOptions().lr_alpha},{BabOptions().lr_beta}"],
+                   help="Adam step sizes of the rounds' slopes and multipliers, as ALPHA,BETA (several to compare)")
     p.add_argument("--csv", default=None)
     args = p.parse_args(argv)
     root = benchmarks_dir()
@@ -87,24 +90,26 @@ def main(argv=None) -> int:
         print("no benchmarks found (set ABSINT_BENCHMARKS)")
         return 1
     todo = [i for i in read_instances(root / args.family)
-            if not args.filter or args.filter in str(i.onnx) or args.filter in str(i.vnnlib)][:args.limit]
+            if not args.filter or re.search(args.filter, f"{i.onnx} {i.vnnlib}")][:args.limit]
     rows = []
     for inst in todo:
         net = absint.load_onnx(inst.onnx)
         region = absint.load_vnnlib(inst.vnnlib, net).regions[0]
         for k in args.candidates:
-            for it in args.iterations:
-                opts = BabOptions(branching_candidates=k, iterations=it, max_subproblems=args.max_subproblems)
+            for it, lr in ((i, lr) for i in args.iterations for lr in args.lr):
+                la, lb = (float(v) for v in lr.split(","))
+                opts = BabOptions(branching_candidates=k, iterations=it, lr_alpha=la, lr_beta=lb,
+                                  max_subproblems=args.max_subproblems)
                 with thread_budget(args.threads):
                     r = run_case(net, region, opts, args.seconds)
                 name = f"{Path(inst.onnx).stem[:18]} {Path(inst.vnnlib).stem[:28]}"
-                rows.append({"instance": name, "candidates": k, "iterations": it, **r})
-                print(f"{name} k={k} it={it}: {r['status']} {r['wall_s']:.1f} s, {r['subproblems']} sub-problems",
+                rows.append({"instance": name, "candidates": k, "iterations": it, "lr": lr, **r})
+                print(f"{name} k={k} it={it} lr={lr}: {r['status']} {r['wall_s']:.1f} s, {r['subproblems']} sub-problems",
                       file=sys.stderr, flush=True)
-    headers = ["instance", "cand", "iters", "status", "wall s", "subproblems", "per s", "root bound", "global bound",
-               "depth", "bounding", "branching"]
-    table = [[r["instance"], r["candidates"], r["iterations"], r["status"], f"{r['wall_s']:.1f}", r["subproblems"],
-              f"{r['per_s']:.1f}", f"{r['root_bound']:.4g}", f"{r['global_bound']:.4g}", r["depth"],
+    headers = ["instance", "cand", "iters", "lr", "status", "wall s", "subproblems", "per s", "root bound", "global bound",
+               "open", "depth", "bounding", "branching"]
+    table = [[r["instance"], r["candidates"], r["iterations"], r["lr"], r["status"], f"{r['wall_s']:.1f}", r["subproblems"],
+              f"{r['per_s']:.1f}", f"{r['root_bound']:.4g}", f"{r['global_bound']:.4g}", r["open"], r["depth"],
               f"{r['bounding']:.0%}", f"{r['branching']:.0%}"] for r in rows]
     print(format_table(headers, table))
     if args.csv:

@@ -46,12 +46,13 @@ def _per_subproblem(pp, coef: dict, alpha: dict, sub: np.ndarray, pair_mask: np.
 def _child_bounds(pp, opt, pairs: np.ndarray, neuron: np.ndarray, owner: np.ndarray) -> np.ndarray:
     """Lower bounds (len(pairs), 2) of each pair with its candidate neuron fixed active (column 0) or
     inactive (column 1), at the pair's current slopes and multipliers (no re-optimisation, the same
-    intermediate bounds): FSB's cheap look-ahead (De Palma et al. 2021)."""
+    intermediate bounds), in the optimiser's iterate precision: FSB's cheap look-ahead (De Palma et al. 2021)."""
     from .slopes import pair_bounds
 
+    base = opt.work if opt.work is not None else pp
     out = np.empty((len(pairs), 2))
     for side, phase in enumerate((1.0, 0.0)):
-        q = pp.take(pairs)
+        q = base.take(pairs)
         for j in q.unstable:
             here = owner[neuron, 0] == j
             rows, cols = np.flatnonzero(here), owner[neuron[here], 1]

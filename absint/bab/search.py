@@ -24,7 +24,7 @@ from ..domains.deeppoly_batch import AffineReluChain, ReluSplits, deeppoly_boxes
 from ..input_split import RowSets, _disjunct_scores, first_counterexample
 from ..network import Affine, ReLU
 from .branching import choose_splits
-from .slopes import PairProblem, optimise_intermediate, optimise_pairs
+from .slopes import LR_ALPHA, LR_BETA, PairProblem, optimise_intermediate, optimise_pairs
 
 
 #: rounds between gradient attacks from the worst sub-problems' relaxation minimisers
@@ -37,13 +37,23 @@ PAIR_STATE_ARRAYS = 30
 @dataclass(frozen=True)
 class BabOptions:
     """Search settings: sub-problems split per round (``batch``), Adam iterations at the root (for the
-    rows, and for the intermediate bounds: 0 keeps DeepPoly's) and per round, whether intermediate bounds are back-substituted again after a split, and the bytes the
-    queue and a round's arrays may use."""
+    rows, and for the intermediate bounds: 0 keeps DeepPoly's) and per round, the rounds' Adam step
+    sizes, whether intermediate bounds are back-substituted again after a split, and the bytes the
+    queue and a round's arrays may use.
+
+    The rounds start from the parent's α and β, where Adam's first steps (about ``lr`` on every
+    coordinate, whatever the gradient's size) undo the warm start: with alpha-CROWN's 0.1 for the
+    slopes, a child's bound needed ~18 of 40 iterations to recover its start on mnistfc 256x4. A small
+    slope step (0.01) and a larger multiplier step (0.2, the new split's β starts at 0) with 20
+    iterations decided 256x4 prop_0_0.03 in 11 s, where 15 iterations at (0.1, 0.05) had not in 90 s
+    (``perf/bench_bab.py --lr``)."""
 
     batch: int = 64
     root_iterations: int = 50
     intermediate_iterations: int = 20
-    iterations: int = 15
+    iterations: int = 20
+    lr_alpha: float = 0.01
+    lr_beta: float = 0.2
     refine_intermediate: bool = True
     branching_candidates: int = 3
     max_subproblems: int | None = None
@@ -61,6 +71,7 @@ class BabOutcome:
     time_bounding: float = 0.0
     time_branching: float = 0.0
     queue_peak: int = 0
+    queue_size: int = 0  # open sub-problems at the end (or when stopped)
     root_bound: float = float("nan")
     global_bound: float = float("nan")  # the worst open sub-problem's bound: the whole problem's lower bound
     exhausted: int = 0   # sub-problems with every ReLU fixed and still not proved
@@ -69,7 +80,7 @@ class BabOutcome:
     def stats(self) -> dict:
         return {"subproblems": self.subproblems, "rounds": self.rounds, "max_depth": self.max_depth,
                 "time_bounding_s": round(self.time_bounding, 4), "time_branching_s": round(self.time_branching, 4),
-                "queue_peak": self.queue_peak, "root_bound": self.root_bound,
+                "queue_peak": self.queue_peak, "queue_size": self.queue_size, "root_bound": self.root_bound,
                 "global_bound": self.global_bound, "exhausted": self.exhausted,
                 **({"reason": self.reason} if self.reason else {})}
 
@@ -170,7 +181,7 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
     counter = 0
     queue_bytes = 0
     batch = root
-    iterations = options.root_iterations
+    steps = (options.root_iterations, LR_ALPHA, LR_BETA)  # Adam iterations and step sizes
     # a round's arrays (about PAIR_STATE_ARRAYS rows as wide as all ReLUs per pair, 2 children x R rows per
     # split sub-problem) stay within a quarter of the budget; back-substitution temporaries an eighth
     n_relu = sum(chain.layers[j - 1].weight.shape[0] for j in relus)
@@ -187,7 +198,7 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
         res = deeppoly_boxes(chain, lo, hi, sound_fp=True, splits=splits, pair_bytes=max(options.memory_bytes // 8, 1 << 20))
         layers, feasible = res.layers, ~res.infeasible
         out.subproblems += B
-        bound = _bound_rows(chain, rows, batch, layers, feasible, lo, hi, iterations, check_time)
+        bound = _bound_rows(chain, rows, batch, layers, feasible, lo, hi, steps, check_time)
         if batch is root and options.intermediate_iterations > 0 and not _proved(bound[0], rows, batch, feasible):
             # the rows alone do not prove the root: optimise the intermediate bounds too (alpha-CROWN), once
             layers, empty_root = optimise_intermediate(chain, layers, batch.phases, lo, hi,
@@ -195,7 +206,7 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
             feasible &= ~empty_root
             warm = replace(batch, alpha={j: a[None] for j, a in _per_row(bound, R, relus, "alpha").items()})
             first = bound[0]
-            bound = _bound_rows(chain, rows, warm, layers, feasible, lo, hi, iterations, check_time)
+            bound = _bound_rows(chain, rows, warm, layers, feasible, lo, hi, steps, check_time)
             np.maximum(bound[0], first, out=bound[0])  # both are bounds of the root
         low, pp, opt, sub, row, row_open = bound
         empty, score, _ = _disjunct_scores(low, rows)
@@ -231,6 +242,7 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
                 out.max_depth = max(out.max_depth, s.depth)
             out.time_branching += time.perf_counter() - t_branch
         out.queue_peak = max(out.queue_peak, len(queue))
+        out.queue_size = len(queue)
         out.global_bound = queue[0][0] if queue else float("inf")
         if queue_bytes > options.memory_bytes:
             out.result, out.reason = "unknown", "the sub-problem queue outgrew the memory budget"
@@ -248,11 +260,11 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
         subs = [heapq.heappop(queue)[2] for _ in range(min(k_round, len(queue)))]
         queue_bytes -= sum(s.nbytes for s in subs)
         batch = _children(chain, subs)
-        iterations = options.iterations
+        steps = (options.iterations, options.lr_alpha, options.lr_beta)
         out.rounds += 1
 
 
-def _bound_rows(chain, rows: RowSets, batch: _Batch, layers, feasible, lo, hi, iterations, check_time):
+def _bound_rows(chain, rows: RowSets, batch: _Batch, layers, feasible, lo, hi, steps, check_time):
     """Optimised bounds of the open rows of every feasible sub-problem of ``batch``: (low (B, R) with
     +inf on empty sub-problems and -inf on closed rows, the PairProblem, the optimisation, its pairs'
     sub-problems and rows, and the open-row mask)."""
@@ -270,7 +282,8 @@ def _bound_rows(chain, rows: RowSets, batch: _Batch, layers, feasible, lo, hi, i
     pp = PairProblem.gather(chain, layers, batch.phases, lo, hi, sub, row)
     a0 = None if batch.alpha is None else {j: batch.alpha[j][sub, row] for j in relus}
     b0 = None if batch.beta is None else {j: batch.beta[j][sub, row] for j in relus}
-    opt = optimise_pairs(pp, a0, b0, iterations=iterations, check_time=check_time)
+    iterations, lr_alpha, lr_beta = steps
+    opt = optimise_pairs(pp, a0, b0, iterations=iterations, lr_alpha=lr_alpha, lr_beta=lr_beta, check_time=check_time)
     low[sub, row] = np.maximum(opt.lower, layers[-1][0][sub, row])
     if batch.row_bounds is not None:  # a sub-problem is part of its parent: the parent's bounds hold
         low[sub, row] = np.maximum(low[sub, row], batch.row_bounds[sub, row])

@@ -17,7 +17,8 @@ pair is kept, and its bound is recomputed with rigorous float64 rounding terms (
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -27,8 +28,28 @@ from ..network import Affine, ReLU
 from kernels.relu_pairs import adam_ascent, relu_backward_pairs, relu_forward_pairs
 
 
-def _c(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=np.float64)
+def _c(a: np.ndarray, dtype=np.float64) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+#: the optimiser's iterates run in this precision (BLAS products twice as fast as float64); only the
+#: sound evaluations, at the start and at the best iterate, are float64 with rounding terms
+ITERATE_DTYPE = np.float32
+
+_CHAIN_ARRAYS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _chain_arrays(chain: AffineReluChain, dtype) -> list:
+    """Per chain layer, (W, b) in ``dtype`` for an Affine (the layer's own arrays for float64), None for a
+    ReLU; cached per chain."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float64:
+        return [(l.weight, l.bias) if isinstance(l, Affine) else None for l in chain.layers]
+    per_chain = _CHAIN_ARRAYS.setdefault(chain, {})
+    if dtype not in per_chain:
+        per_chain[dtype] = [(l.weight.astype(dtype), l.bias.astype(dtype)) if isinstance(l, Affine) else None
+                            for l in chain.layers]
+    return per_chain[dtype]
 
 #: Adam step sizes and moment decays (alpha-CROWN's defaults: 0.1 for slopes, 0.05 for multipliers)
 LR_ALPHA, LR_BETA, ADAM_B1, ADAM_B2, ADAM_EPS = 0.1, 0.05, 0.9, 0.999, 1e-8
@@ -62,6 +83,18 @@ class PairProblem:
     @property
     def n_pairs(self) -> int:
         return len(self.rows)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.lower.dtype
+
+    def astype(self, dtype) -> "PairProblem":
+        """The same pairs with every real array in ``dtype`` (for the optimiser's iterates)."""
+        def conv(v):
+            if isinstance(v, dict):
+                return {j: a if a.dtype == bool else a.astype(dtype) for j, a in v.items()}
+            return v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v
+        return PairProblem(**{f.name: conv(getattr(self, f.name)) for f in fields(self)})
 
     @classmethod
     def gather(cls, chain: AffineReluChain, layers: list[tuple[np.ndarray, np.ndarray]], phases: dict,
@@ -127,27 +160,29 @@ class PairBounds:
 def pair_bounds(pp: PairProblem, alpha: dict, beta: dict, sound: bool = True, grad: bool = False) -> PairBounds:
     """Lower bound of σ_p y_{rows[p]} (y: layer ``pp.top``'s outputs) on each pair's sub-problem for the
     given slopes and multipliers."""
-    chain = pp.chain
+    chain, dt = pp.chain, pp.dtype
+    if sound and dt != np.float64:
+        raise ValueError("sound bounds are evaluated in float64")
+    arrays = _chain_arrays(chain, dt)
     P = pp.n_pairs
-    C = np.zeros((P, chain.layers[pp.top].weight.shape[0]))
+    C = np.zeros((P, arrays[pp.top][0].shape[0]), dt)
     C[np.arange(P), pp.rows] = 1.0 if pp.row_sign is None else pp.row_sign
-    const = np.zeros(P)
+    const = np.zeros(P, dt)
     slack = np.zeros(P)
     coefs = {}
     for j in range(pp.top, -1, -1):
-        layer = chain.layers[j]
-        if isinstance(layer, Affine):
-            const += C @ layer.bias
+        if arrays[j] is not None:
+            W, bias = arrays[j]
+            const += C @ bias
             if sound:
-                W = layer.weight
                 slack += gamma(max(W.shape) + 3) * np.einsum("pj,pj->p", np.abs(C), pp.affine_v[j])
-            C = C @ layer.weight
+            C = C @ W
             continue
         coefs[j] = C
         C_new = np.empty_like(C)
-        acc, abs_mag, abs_icpt = np.zeros(P), np.empty(P), np.empty(P)
-        relu_backward_pairs(C, _c(alpha[j]), pp.su[j], pp.bu[j], pp.fixed[j], pp.unstable[j], _c(beta[j]), pp.sign[j],
-                            pp.mag[j], C_new, acc, abs_mag, abs_icpt)
+        acc, abs_mag, abs_icpt = np.zeros(P, dt), np.empty(P, dt), np.empty(P, dt)
+        relu_backward_pairs(C, _c(alpha[j], dt), pp.su[j], pp.bu[j], pp.fixed[j], pp.unstable[j], _c(beta[j], dt),
+                            pp.sign[j], pp.mag[j], C_new, acc, abs_mag, abs_icpt)
         const += acc
         if sound:
             slack += 2 * UNIT_ROUNDOFF * abs_mag + gamma(C.shape[1] + 2) * abs_icpt
@@ -168,68 +203,94 @@ def _gradients(pp: PairProblem, alpha: dict, coefs: dict, x_star: np.ndarray) ->
     """∂bound/∂α and ∂bound/∂β from the forward pass of the linearised network from x*."""
     h = x_star
     ga, gb = {}, {}
-    for j, layer in enumerate(pp.chain.layers[:pp.top + 1]):
-        if isinstance(layer, Affine):
-            h = h @ layer.weight.T + layer.bias
+    for j, wb in enumerate(_chain_arrays(pp.chain, pp.dtype)[:pp.top + 1]):
+        if wb is not None:
+            h = h @ wb[0].T + wb[1]
             continue
         z = h
         h, ga[j], gb[j] = np.empty_like(z), np.empty_like(z), np.empty_like(z)
-        relu_forward_pairs(z, coefs[j], _c(alpha[j]), pp.su[j], pp.bu[j], pp.fixed[j], pp.unstable[j], pp.sign[j],
+        relu_forward_pairs(z, coefs[j], _c(alpha[j], pp.dtype), pp.su[j], pp.bu[j], pp.fixed[j], pp.unstable[j], pp.sign[j],
                            h, ga[j], gb[j])
     return ga, gb
 
 
 @dataclass
 class OptimisedBounds:
-    """The sound bounds (P,) at each pair's best (α, β), those parameters, and the evaluation there."""
+    """The sound bounds (P,) at each pair's best (α, β), those parameters, the evaluation there, and the
+    pairs in the iterates' precision (``work``, for cheap look-ahead bounds)."""
 
     lower: np.ndarray
     alpha: dict
     beta: dict
     at_best: PairBounds
     iterations: int
+    work: PairProblem | None = None
+
+
+def _pick(keep: np.ndarray, a: PairBounds, b: PairBounds) -> PairBounds:
+    """Per pair, ``a`` where ``keep`` else ``b``."""
+    if keep.all():
+        return a
+    k = keep[:, None]
+    return PairBounds(np.where(keep, a.lower, b.lower), {j: np.where(k, c, b.coef[j]) for j, c in a.coef.items()},
+                      np.where(k, a.x_star, b.x_star))
 
 
 def optimise_pairs(pp: PairProblem, alpha: dict | None = None, beta: dict | None = None, iterations: int = 20,
                    stop_at: float = 0.0, lr_alpha: float = LR_ALPHA, lr_beta: float = LR_BETA,
-                   check_time=None) -> OptimisedBounds:
+                   check_time=None, dtype=None) -> OptimisedBounds:
     """Projected Adam ascent of every pair's lower bound in its α (in [0, 1]) and β (>= 0), from the given
-    starting values (DeepPoly's slopes and zero multipliers by default). Stops early once every pair's
-    bound exceeds ``stop_at``; ``check_time()`` is called every iteration (it may raise). The returned bounds include the rounding terms; the best iterate is
-    chosen on bounds without them, so it can fall below the start's sound bound by at most those terms."""
-    alpha = {j: np.ascontiguousarray(np.clip(a, 0.0, 1.0)) for j, a in (alpha or pp.default_alpha()).items()}
-    beta = {j: np.ascontiguousarray(np.maximum(b, 0.0) * (pp.sign[j] != 0)) for j, b in (beta or pp.zero_beta()).items()}
+    starting values (DeepPoly's slopes and zero multipliers by default). The start is evaluated soundly
+    in float64; the iterates run in ``dtype`` (default ``ITERATE_DTYPE``); the best iterate of each pair (chosen on its bound without
+    rounding terms) is evaluated soundly again, and each pair keeps the better of the two sound bounds,
+    so the result is never below the start's. Stops early once every pair's bound exceeds ``stop_at``;
+    ``check_time()`` is called every iteration (it may raise)."""
+    alpha0 = {j: _c(np.clip(a, 0.0, 1.0)) for j, a in (alpha or pp.default_alpha()).items()}
+    beta0 = {j: _c(np.maximum(b, 0.0) * (pp.sign[j] != 0)) for j, b in (beta or pp.zero_beta()).items()}
+    start = pair_bounds(pp, alpha0, beta0, sound=True, grad=iterations > 1)
+    if iterations <= 1 or np.all(start.lower > stop_at):
+        return OptimisedBounds(start.lower, alpha0, beta0, start, 1, pp)
+    dtype = np.dtype(ITERATE_DTYPE if dtype is None else dtype)
+    work = pp if dtype == np.float64 else pp.astype(dtype)
+    alpha = {j: a.astype(dtype) for j, a in alpha0.items()}
+    beta = {j: b.astype(dtype) for j, b in beta0.items()}
     best_a = {j: a.copy() for j, a in alpha.items()}
     best_b = {j: b.copy() for j, b in beta.items()}
-    best = np.full(pp.n_pairs, -np.inf)
+    best = start.lower.copy()
     moments = {("a", j): [np.zeros_like(a), np.zeros_like(a)] for j, a in alpha.items()}
     moments.update({("b", j): [np.zeros_like(b), np.zeros_like(b)] for j, b in beta.items()})
-    done = 0
-    for it in range(iterations):
-        if check_time is not None and it:
+    grads = start.grad_alpha, start.grad_beta
+    done = 1
+    for it in range(1, iterations):
+        c1, c2 = 1 - ADAM_B1 ** it, 1 - ADAM_B2 ** it
+        for (kind, j), (m1, m2) in moments.items():
+            if kind == "a":
+                adam_ascent(alpha[j], _c(grads[0][j], dtype), m1, m2, ADAM_B1, ADAM_B2, c1, c2, lr_alpha, ADAM_EPS,
+                            0.0, 1.0, work.sign[j], False)
+            else:
+                adam_ascent(beta[j], _c(grads[1][j], dtype), m1, m2, ADAM_B1, ADAM_B2, c1, c2, lr_beta, ADAM_EPS,
+                            0.0, np.inf, work.sign[j], True)
+        if check_time is not None:
             check_time()
-        ev = pair_bounds(pp, alpha, beta, sound=False, grad=True)
+        ev = pair_bounds(work, alpha, beta, sound=False, grad=it < iterations - 1)
         better = ev.lower > best
         best = np.where(better, ev.lower, best)
         for j in alpha:
             best_a[j][better] = alpha[j][better]
             best_b[j][better] = beta[j][better]
         done = it + 1
-        if np.all(best > stop_at) or it == iterations - 1:
+        if np.all(best > stop_at):
             break
-        t = it + 1
-        c1, c2 = 1 - ADAM_B1 ** t, 1 - ADAM_B2 ** t
-        for (kind, j), (m1, m2) in moments.items():
-            if kind == "a":
-                adam_ascent(alpha[j], ev.grad_alpha[j], m1, m2, ADAM_B1, ADAM_B2, c1, c2, lr_alpha, ADAM_EPS, 0.0, 1.0,
-                            pp.sign[j], False)
-            else:
-                adam_ascent(beta[j], ev.grad_beta[j], m1, m2, ADAM_B1, ADAM_B2, c1, c2, lr_beta, ADAM_EPS, 0.0, np.inf,
-                            pp.sign[j], True)
+        grads = ev.grad_alpha, ev.grad_beta
+    best_a = {j: _c(a) for j, a in best_a.items()}
+    best_b = {j: _c(b) for j, b in best_b.items()}
     final = pair_bounds(pp, best_a, best_b, sound=True)
-    return OptimisedBounds(final.lower, best_a, best_b, final, done)
-
-
+    keep = final.lower >= start.lower
+    k = keep[:, None]
+    alpha_out = {j: np.where(k, a, alpha0[j]) for j, a in best_a.items()}
+    beta_out = {j: np.where(k, b, beta0[j]) for j, b in best_b.items()}
+    at_best = _pick(keep, final, start)
+    return OptimisedBounds(at_best.lower, alpha_out, beta_out, at_best, done, work)
 
 
 def optimise_intermediate(chain: AffineReluChain, layers: list, phases: dict, lower: np.ndarray, upper: np.ndarray,
