@@ -216,7 +216,7 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
             out.root_bound = float(np.min(np.where(still, score, np.inf))) if still.any() else float(score.max())
         live = np.flatnonzero(still.any(axis=1))
         if live.size:
-            found = _try_minimisers(opt, sub, row, live, still, rows, forward, check_counterexample)
+            found = _try_minimisers(opt, sub, live, rows, forward, check_counterexample)
             if found is None and attack is not None and out.rounds % ATTACK_EVERY == ATTACK_EVERY - 1:
                 worst = np.argsort(np.where(still, score, np.inf).min(axis=1))[:8]
                 found = attack(opt.at_best.x_star[np.isin(sub, worst)][:8])
@@ -315,7 +315,7 @@ def _chain_forward(chain: AffineReluChain, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _try_minimisers(opt, sub, row, live, still, rows: RowSets, forward, check_counterexample):
+def _try_minimisers(opt, sub, live, rows: RowSets, forward, check_counterexample):
     """Forward each open pair's relaxation minimiser x*; return a re-checked counterexample or None."""
     pick = np.isin(sub, live)
     if not pick.any():

@@ -110,6 +110,39 @@ def test_never_tighter_than_the_exact_minimum(seed):
         assert np.all(opt.lower >= start - 1e-9 * np.maximum(1.0, np.abs(start)))
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_warm_started_optimisation_keeps_its_start_and_reports_its_parameters(seed):
+    """From any warm start (α, β), the float32 iterates never leave a pair below its start's sound bound,
+    and the returned bound is the sound float64 bound at the returned parameters."""
+    rng, chain, lo, hi, fixed = random_setup(seed, sizes=(4, 10, 10, 3), n_fixed=3)
+    _, pp = sub_problem(chain, lo, hi, fixed, [0, 1, 2])
+    alpha, beta = random_params(rng, pp, beta_scale=2.0)
+    start = pair_bounds(pp, alpha, beta).lower
+    for lr in (1e-9, 0.01, 0.5):  # tiny: iterates equal the start in float32; large: worse than it
+        opt = optimise_pairs(pp, alpha, beta, iterations=6, lr_alpha=lr, lr_beta=lr)
+        assert np.all(opt.lower >= start), (opt.lower, start)
+        again = pair_bounds(pp, opt.alpha, opt.beta).lower
+        np.testing.assert_array_equal(opt.lower, again)
+        assert all(a.dtype == np.float64 for a in opt.alpha.values())
+
+
+def test_float32_iterates_track_the_float64_bound():
+    """The iterate precision changes the unrounded bound by float32 rounding only; sound bounds are float64."""
+    rng, chain, lo, hi, fixed = random_setup(3, sizes=(5, 16, 16, 4), n_fixed=2)
+    _, pp = sub_problem(chain, lo, hi, fixed, [0, 1, 2, 3])
+    alpha, beta = random_params(rng, pp)
+    p32 = pp.astype(np.float32)
+    assert p32.lower.dtype == np.float32 and p32.unstable[1].dtype == bool
+    b64 = pair_bounds(pp, alpha, beta, sound=False, grad=True)
+    b32 = pair_bounds(p32, alpha, beta, sound=False, grad=True)
+    scale = 1.0 + np.abs(b64.lower)
+    assert np.all(np.abs(b32.lower - b64.lower) <= 1e-4 * scale)
+    for j in b64.grad_alpha:
+        assert np.allclose(b32.grad_alpha[j], b64.grad_alpha[j], rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="float64"):
+        pair_bounds(p32, alpha, beta, sound=True)
+
+
 def test_optimisation_tightens_on_average():
     """Over random sub-problems, optimised bounds close part of the gap DeepPoly leaves to the exact minimum."""
     gained, gaps = 0.0, 0.0
