@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .domains.deeppoly_batch import AffineReluChain, deeppoly_boxes
+from .domains.deeppoly_batch import AffineReluChain, ReluSplits, deeppoly_boxes
 
 #: target wall time of one round of batched bounding
 ROUND_SECONDS = 0.1
@@ -34,6 +34,8 @@ ATTACK_EVERY = 32
 #: to decide ACAS Xu 1_4, 3_3, 2_2 prop_1 and 1_1 prop_3 in all: 11.5k (0.01), 13.4k (0.05), 20.6k (0.2),
 #: over 40k (1.0; 0 never finishes 1_4 prop_1)
 UNEXPLAINED_WEIGHT = 0.01
+#: Adam iterations of optimised slopes on the boxes DeepPoly leaves open (0: DeepPoly only)
+OPTIMISE_ITERATIONS = 0
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
                  check_counterexample: Callable[[np.ndarray], tuple | None],
                  attack: Callable[[np.ndarray, np.ndarray], tuple | None],
                  check_time: Callable[[], None], sound_fp: bool = True, lookahead: bool = False,
-                 out: SplitOutcome | None = None) -> SplitOutcome:
+                 optimise: int | None = None, out: SplitOutcome | None = None) -> SplitOutcome:
     """Decide "no point of [lo0, hi0] reaches any disjunct" by input splitting (see the module docstring).
 
     ``forward`` maps flat inputs (N, n_in) to outputs; ``check_counterexample(x)`` returns the re-checked
@@ -122,14 +124,18 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
     deadline. ``lookahead``: split each box along every dimension on trial and keep the dimension whose
     halves have the best summed bound (ties to the smear dimension); measured on ACAS Xu it needs fewer
     boxes on some instances (3_3 prop_1: 541 vs 1327) and far more on others (1_1 prop_3: > 29,000 vs
-    6,089), so smear is the default. ``out`` (updated as the search goes, so a caller keeps the statistics of a search stopped
+    6,089), so smear is the default. ``optimise`` > 0 (default ``OPTIMISE_ITERATIONS``): the open rows of every box not proved by DeepPoly
+    are bounded again with that many Adam iterations of optimised slopes (``absint.bab.slopes``,
+    alpha-CROWN). ``out`` (updated as the search goes, so a caller keeps the statistics of a search stopped
     by ``check_time``) is returned."""
     out = out if out is not None else SplitOutcome("holds")
+    optimise = OPTIMISE_ITERATIONS if optimise is None else optimise
 
     def bound(lo, hi):
-        res = deeppoly_boxes(chain, lo, hi, sound_fp, lower_coef=True)
+        res = deeppoly_boxes(chain, lo, hi, sound_fp, lower_coef=True, splits=ReluSplits({}) if optimise else None)
         out.boxes += len(lo)
-        return res, *_disjunct_scores(res.lower, rows)
+        low = _optimised_rows(chain, res, lo, hi, rows, optimise) if optimise else res.lower
+        return res, *_disjunct_scores(low, rows)
 
     root, empty, score, best = bound(lo0[None], hi0[None])
     open_root = ~empty[0]
@@ -204,6 +210,26 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
         elapsed = time.perf_counter() - t0
         k_round = int(np.clip(k_round * ROUND_SECONDS / max(elapsed, 1e-4), MIN_ROUND, MAX_ROUND))
     return out
+
+
+def _optimised_rows(chain: AffineReluChain, res, lo: np.ndarray, hi: np.ndarray, rows: RowSets,
+                    iterations: int) -> np.ndarray:
+    """Row lower bounds (B, R): DeepPoly's, raised on the rows of the disjuncts it leaves open by
+    alpha-CROWN's optimised slopes (each (box, row) pair its own)."""
+    from .bab.slopes import PairProblem, optimise_pairs  # absint.bab imports this module
+
+    empty, _, _ = _disjunct_scores(res.lower, rows)
+    row_open = np.zeros(res.lower.shape, bool)
+    for d, s in enumerate(rows.slices):
+        row_open[:, s] = ~empty[:, d:d + 1]
+    sub, row = np.nonzero(row_open)
+    if not sub.size:
+        return res.lower
+    pp = PairProblem.gather(chain, res.layers, {}, lo, hi, sub, row)
+    opt = optimise_pairs(pp, iterations=iterations)
+    low = res.lower.copy()
+    low[sub, row] = np.maximum(low[sub, row], opt.lower)
+    return low
 
 
 def _try_minimisers(coef, best, still, lo, hi, live, rows: RowSets, forward, check_counterexample):

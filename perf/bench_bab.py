@@ -1,8 +1,8 @@
 """ReLU branch and bound throughput and progress on benchmark instances (mnistfc, oval21).
 
     python perf/bench_bab.py [--family mnistfc] [--filter "256x4.*prop_0_"] [--limit 4] [--seconds 60]
-                             [--max-subproblems N] [--threads 2] [--candidates 1 4] [--iterations 15]
-                             [--csv out.csv]
+                             [--max-subproblems N] [--threads 2]
+                             [--set "iterations=15,lr_alpha=0.1" "branching_candidates=1" ...] [--csv out.csv]
 
 For each instance and setting, ``absint.bab.relu_bab`` runs on the property's first region (no sampling
 attack first, so the search itself is measured) in this process, for ``--seconds`` or
@@ -20,6 +20,7 @@ import csv
 import re
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,6 +72,19 @@ def run_case(net, region, options: BabOptions, seconds: float) -> dict:
             "bounding": out.time_bounding / max(wall, 1e-9), "branching": out.time_branching / max(wall, 1e-9)}
 
 
+def _overrides(setting: str) -> dict:
+    """"k=v,k=v" as BabOptions keyword arguments, each value converted to its field's type."""
+    types = {f.name: type(getattr(BabOptions(), f.name)) for f in fields(BabOptions)}
+    out = {}
+    for item in filter(None, setting.split(",")):
+        key, _, value = item.partition("=")
+        if key not in types:
+            raise SystemExit(f"unknown BabOptions field {key!r} (one of {', '.join(types)})")
+        kind = types[key]
+        out[key] = value.lower() in ("1", "true", "yes") if kind is bool else (int(value) if kind in (int, type(None)) else kind(value))
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--family", default="mnistfc")
@@ -79,10 +93,9 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--max-subproblems", type=int, default=None)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--candidates", type=int, nargs="+", default=[BabOptions().branching_candidates])
-    p.add_argument("--iterations", type=int, nargs="+", default=[BabOptions().iterations])
-    p.add_argument("--lr", nargs="+", default=[f"{BabOptions().lr_alpha},{BabOptions().lr_beta}"],
-                   help="Adam step sizes of the rounds' slopes and multipliers, as ALPHA,BETA (several to compare)")
+    p.add_argument("--set", nargs="+", default=[""], metavar="K=V,...",
+                   help="BabOptions overrides, one setting per argument (e.g. iterations=20,lr_alpha=0.01 "
+                        "branching_candidates=1); each instance runs every setting")
     p.add_argument("--csv", default=None)
     args = p.parse_args(argv)
     root = benchmarks_dir()
@@ -95,20 +108,17 @@ def main(argv=None) -> int:
     for inst in todo:
         net = absint.load_onnx(inst.onnx)
         region = absint.load_vnnlib(inst.vnnlib, net).regions[0]
-        for k in args.candidates:
-            for it, lr in ((i, lr) for i in args.iterations for lr in args.lr):
-                la, lb = (float(v) for v in lr.split(","))
-                opts = BabOptions(branching_candidates=k, iterations=it, lr_alpha=la, lr_beta=lb,
-                                  max_subproblems=args.max_subproblems)
-                with thread_budget(args.threads):
-                    r = run_case(net, region, opts, args.seconds)
-                name = f"{Path(inst.onnx).stem[:18]} {Path(inst.vnnlib).stem[:28]}"
-                rows.append({"instance": name, "candidates": k, "iterations": it, "lr": lr, **r})
-                print(f"{name} k={k} it={it} lr={lr}: {r['status']} {r['wall_s']:.1f} s, {r['subproblems']} sub-problems",
-                      file=sys.stderr, flush=True)
-    headers = ["instance", "cand", "iters", "lr", "status", "wall s", "subproblems", "per s", "root bound", "global bound",
+        for setting in args.set:
+            opts = BabOptions(max_subproblems=args.max_subproblems, **_overrides(setting))
+            with thread_budget(args.threads):
+                r = run_case(net, region, opts, args.seconds)
+            name = f"{Path(inst.onnx).stem[:18]} {Path(inst.vnnlib).stem[:28]}"
+            rows.append({"instance": name, "setting": setting or "defaults", **r})
+            print(f"{name} [{setting or 'defaults'}]: {r['status']} {r['wall_s']:.1f} s, {r['subproblems']} sub-problems",
+                  file=sys.stderr, flush=True)
+    headers = ["instance", "setting", "status", "wall s", "subproblems", "per s", "root bound", "global bound",
                "open", "depth", "bounding", "branching"]
-    table = [[r["instance"], r["candidates"], r["iterations"], r["lr"], r["status"], f"{r['wall_s']:.1f}", r["subproblems"],
+    table = [[r["instance"], r["setting"], r["status"], f"{r['wall_s']:.1f}", r["subproblems"],
               f"{r['per_s']:.1f}", f"{r['root_bound']:.4g}", f"{r['global_bound']:.4g}", r["open"], r["depth"],
               f"{r['bounding']:.0%}", f"{r['branching']:.0%}"] for r in rows]
     print(format_table(headers, table))
