@@ -25,7 +25,7 @@ def _grid_max(net):
     return net.forward(x).max()
 
 
-def _search(net, threshold, lookahead=False, check_time=lambda: None, out=None):
+def _search(net, threshold, lookahead=False, check_time=lambda: None, out=None, optimise=0):
     """Is y >= threshold reachable on [0, 1]^2? (unsafe row: -y <= -threshold)."""
     A, b = np.array([[-1.0]]), np.array([-threshold])
     chain = AffineReluChain.from_network(spec_network(net, A, b))
@@ -36,20 +36,42 @@ def _search(net, threshold, lookahead=False, check_time=lambda: None, out=None):
         return (x, y) if y[0] >= threshold and (0 <= x).all() and (x <= 1).all() else None
 
     return split_search(chain, rows, np.zeros(2), np.ones(2), forward=net.forward, check_counterexample=check,
-                        attack=lambda lo, hi: None, check_time=check_time, lookahead=lookahead, out=out)
+                        attack=lambda lo, hi: None, check_time=check_time, lookahead=lookahead, out=out,
+                        optimise=optimise)
 
 
-@pytest.mark.parametrize("lookahead", [False, True])
-def test_decides_both_ways_near_the_true_maximum(lookahead):
+@pytest.mark.parametrize("lookahead, optimise", [(False, 0), (True, 0), (False, 10)])
+def test_decides_both_ways_near_the_true_maximum(lookahead, optimise):
     net = bump_net()
     top = _grid_max(net)
     assert top > 0
-    holds = _search(net, top * 1.02 + 1e-3, lookahead)
+    holds = _search(net, top * 1.02 + 1e-3, lookahead, optimise=optimise)
     assert holds.result == "holds" and holds.boxes > 1  # needs splitting: one box does not prove it
-    found = _search(net, top * 0.98, lookahead)
+    found = _search(net, top * 0.98, lookahead, optimise=optimise)
     assert isinstance(found.result, tuple)
     x, y = found.result
     assert y[0] >= top * 0.98 and np.array_equal(net.forward(x[None])[0], y)
+
+
+def test_optimised_rows_lie_between_deeppoly_and_the_sampled_minimum():
+    """Optimised slopes on open boxes raise DeepPoly's row bounds and stay below every sampled value."""
+    from absint.domains.deeppoly_batch import ReluSplits, deeppoly_boxes
+    from absint.input_split import _optimised_rows
+
+    rng = np.random.default_rng(7)
+    net = random_chain(rng, (3, 12, 12, 3))
+    chain = AffineReluChain.from_network(net)
+    rows = RowSets(np.eye(3), np.zeros(3), np.zeros(3, bool), (slice(0, 3),))
+    lo = rng.normal(size=(6, 3))
+    hi = lo + rng.random((6, 3)) + 0.2
+    res = deeppoly_boxes(chain, lo, hi, splits=ReluSplits({}))
+    low = _optimised_rows(chain, res, lo, hi, rows, 20)
+    assert np.all(low >= res.lower) and np.any(low > res.lower + 1e-6)
+    for k in range(len(lo)):
+        x = lo[k] + rng.random((4000, 3)) * (hi[k] - lo[k])
+        corners = np.where(rng.random((200, 3)) < 0.5, lo[k], hi[k])
+        y = net.forward(np.vstack([x, corners]))
+        assert np.all(y.min(axis=0) >= low[k] - 1e-9)
 
 
 def test_statistics_survive_a_deadline():
