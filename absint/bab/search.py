@@ -46,7 +46,7 @@ class BabOptions:
     slopes, a child's bound needed ~18 of 40 iterations to recover its start on mnistfc 256x4. A small
     slope step (0.01) and a larger multiplier step (0.2, the new split's β starts at 0) with 20
     iterations decided 256x4 prop_0_0.03 in 11 s, where 15 iterations at (0.1, 0.05) had not in 90 s
-    (``perf/bench_bab.py --lr``)."""
+    (``perf/bench_bab.py --set``)."""
 
     batch: int = 64
     root_iterations: int = 50

@@ -51,6 +51,9 @@ def _chain_arrays(chain: AffineReluChain, dtype) -> list:
                             for l in chain.layers]
     return per_chain[dtype]
 
+#: the iterates drop the pairs already above ``stop_at`` once at most this fraction of them is left
+COMPACT_BELOW = 0.75
+
 #: Adam step sizes and moment decays (alpha-CROWN's defaults: 0.1 for slopes, 0.05 for multipliers)
 LR_ALPHA, LR_BETA, ADAM_B1, ADAM_B2, ADAM_EPS = 0.1, 0.05, 0.9, 0.999, 1e-8
 
@@ -243,7 +246,8 @@ def optimise_pairs(pp: PairProblem, alpha: dict | None = None, beta: dict | None
     starting values (DeepPoly's slopes and zero multipliers by default). The start is evaluated soundly
     in float64; the iterates run in ``dtype`` (default ``ITERATE_DTYPE``); the best iterate of each pair (chosen on its bound without
     rounding terms) is evaluated soundly again, and each pair keeps the better of the two sound bounds,
-    so the result is never below the start's. Stops early once every pair's bound exceeds ``stop_at``;
+    so the result is never below the start's. Pairs whose bound exceeds ``stop_at`` leave the iterates
+    (together, once at most ``COMPACT_BELOW`` of the pairs iterated are left); all stop once every one does;
     ``check_time()`` is called every iteration (it may raise)."""
     alpha0 = {j: _c(np.clip(a, 0.0, 1.0)) for j, a in (alpha or pp.default_alpha()).items()}
     beta0 = {j: _c(np.maximum(b, 0.0) * (pp.sign[j] != 0)) for j, b in (beta or pp.zero_beta()).items()}
@@ -261,27 +265,37 @@ def optimise_pairs(pp: PairProblem, alpha: dict | None = None, beta: dict | None
     moments.update({("b", j): [np.zeros_like(b), np.zeros_like(b)] for j, b in beta.items()})
     grads = start.grad_alpha, start.grad_beta
     done = 1
+    live_pp, idx = work, np.arange(pp.n_pairs)  # the pairs still optimised (not yet above stop_at)
     for it in range(1, iterations):
         c1, c2 = 1 - ADAM_B1 ** it, 1 - ADAM_B2 ** it
         for (kind, j), (m1, m2) in moments.items():
             if kind == "a":
                 adam_ascent(alpha[j], _c(grads[0][j], dtype), m1, m2, ADAM_B1, ADAM_B2, c1, c2, lr_alpha, ADAM_EPS,
-                            0.0, 1.0, work.sign[j], False)
+                            0.0, 1.0, live_pp.sign[j], False)
             else:
                 adam_ascent(beta[j], _c(grads[1][j], dtype), m1, m2, ADAM_B1, ADAM_B2, c1, c2, lr_beta, ADAM_EPS,
-                            0.0, np.inf, work.sign[j], True)
+                            0.0, np.inf, live_pp.sign[j], True)
         if check_time is not None:
             check_time()
-        ev = pair_bounds(work, alpha, beta, sound=False, grad=it < iterations - 1)
-        better = ev.lower > best
-        best = np.where(better, ev.lower, best)
+        ev = pair_bounds(live_pp, alpha, beta, sound=False, grad=it < iterations - 1)
+        better = ev.lower > best[idx]
+        gi = idx[better]
+        best[gi] = ev.lower[better]
         for j in alpha:
-            best_a[j][better] = alpha[j][better]
-            best_b[j][better] = beta[j][better]
+            best_a[j][gi] = alpha[j][better]
+            best_b[j][gi] = beta[j][better]
         done = it + 1
-        if np.all(best > stop_at):
+        live = best[idx] <= stop_at
+        if not live.any():
             break
         grads = ev.grad_alpha, ev.grad_beta
+        if it < iterations - 1 and live.sum() <= COMPACT_BELOW * live.size:  # drop the pairs already above stop_at from the iterates
+            keep = np.flatnonzero(live)
+            idx, live_pp = idx[keep], live_pp.take(keep)
+            alpha = {j: _c(a[keep], dtype) for j, a in alpha.items()}
+            beta = {j: _c(b[keep], dtype) for j, b in beta.items()}
+            moments = {key: [_c(m[keep], dtype) for m in ms] for key, ms in moments.items()}
+            grads = tuple({j: g[keep] for j, g in gs.items()} for gs in grads)
     best_a = {j: _c(a) for j, a in best_a.items()}
     best_b = {j: _c(b) for j, b in best_b.items()}
     final = pair_bounds(pp, best_a, best_b, sound=True)

@@ -126,6 +126,27 @@ def test_warm_started_optimisation_keeps_its_start_and_reports_its_parameters(se
         assert all(a.dtype == np.float64 for a in opt.alpha.values())
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_pairs_leaving_the_iterates_do_not_change_the_others(seed):
+    """Pairs that pass ``stop_at`` leave the batch of iterates; every other pair follows the same path as
+    when optimised alone, and a pair that passed ends above ``stop_at`` and at least where it alone stops."""
+    rng, chain, lo, hi, fixed = random_setup(seed, sizes=(4, 12, 12, 8), n_fixed=3)
+    _, pp = sub_problem(chain, lo, hi, fixed, np.arange(8))
+    alpha, beta = random_params(rng, pp)
+    kw = dict(iterations=25, lr_alpha=0.05, lr_beta=0.1, dtype=np.float64)
+    # half of the pairs pass stop_at during the ascent, half never do
+    stop_at = float(np.median(optimise_pairs(pp, alpha, beta, stop_at=np.inf, **kw).lower))
+    kw["stop_at"] = stop_at
+    batch = optimise_pairs(pp, alpha, beta, **kw)
+    alone = np.array([optimise_pairs(pp.take(np.array([p])), {j: a[[p]] for j, a in alpha.items()},
+                                     {j: b[[p]] for j, b in beta.items()}, **kw).lower[0] for p in range(pp.n_pairs)])
+    passed = alone > stop_at
+    assert 0 < passed.sum() < pp.n_pairs, (alone, stop_at)
+    np.testing.assert_allclose(batch.lower[~passed], alone[~passed], rtol=1e-9, atol=1e-12)
+    assert np.all(batch.lower[passed] >= alone[passed] - 1e-9)
+    np.testing.assert_array_equal(batch.lower, pair_bounds(pp, batch.alpha, batch.beta).lower)
+
+
 def test_float32_iterates_track_the_float64_bound():
     """The iterate precision changes the unrounded bound by float32 rounding only; sound bounds are float64."""
     rng, chain, lo, hi, fixed = random_setup(3, sizes=(5, 16, 16, 4), n_fixed=2)
