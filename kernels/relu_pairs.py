@@ -66,23 +66,22 @@ def relu_forward_pairs(z, coef, alpha, su, bu, fixed, unstable, sign, h, grad_al
 
 @serial_when_small()
 @kernel(parallel=True)
-def adam_ascent(x, g, m1, m2, b1, b2, c1, c2, lr, eps, lo, hi, mask, use_mask):
-    """One projected Adam ascent step in place: m1 = b1 m1 + (1-b1) g, m2 = b2 m2 + (1-b2) g²,
-    x = clip(x + lr (m1/c1) / (sqrt(m2/c2) + eps), lo, hi), and x = 0 where ``mask`` is 0 (if ``use_mask``);
-    c1 = 1 - b1^t, c2 = 1 - b2^t (Kingma and Ba 2015)."""
+def adam_ascent(x, g, m1, m2, b1, b2, c1, c2, lr, eps, lo, hi, live):
+    """One projected Adam ascent step in place on the entries where ``live`` (the others, whose gradient is
+    always 0, and their moments stay as they are): m1 = b1 m1 + (1-b1) g, m2 = b2 m2 + (1-b2) g²,
+    x = clip(x + lr (m1/c1) / (sqrt(m2/c2) + eps), lo, hi); c1 = 1 - b1^t, c2 = 1 - b2^t (Kingma and Ba 2015)."""
     P, n = x.shape
     for p in prange(P):
         for i in range(n):
+            if not live[p, i]:
+                continue
             gi = g[p, i]
             a = b1 * m1[p, i] + (1.0 - b1) * gi
             v = b2 * m2[p, i] + (1.0 - b2) * gi * gi
             m1[p, i] = a
             m2[p, i] = v
             y = x[p, i] + lr * (a / c1) / (np.sqrt(v / c2) + eps)
-            y = min(max(y, lo), hi)
-            if use_mask and mask[p, i] == 0.0:
-                y = 0.0
-            x[p, i] = y
+            x[p, i] = min(max(y, lo), hi)
 
 
 def _warmup():
@@ -92,4 +91,4 @@ def _warmup():
     v = np.zeros(1)
     relu_backward_pairs(o, o, o, o, o, u, z, z, o, np.empty((1, 2)), v.copy(), v.copy(), v.copy())
     relu_forward_pairs(o, o, o, o, o, o, u, z, np.empty((1, 2)), np.empty((1, 2)), np.empty((1, 2)))
-    adam_ascent(o.copy(), o, z.copy(), z.copy(), 0.9, 0.999, 0.1, 0.001, 0.1, 1e-8, 0.0, 1.0, z, True)
+    adam_ascent(o.copy(), o, z.copy(), z.copy(), 0.9, 0.999, 0.1, 0.001, 0.1, 1e-8, 0.0, 1.0, u)

@@ -266,15 +266,16 @@ def optimise_pairs(pp: PairProblem, alpha: dict | None = None, beta: dict | None
     grads = start.grad_alpha, start.grad_beta
     done = 1
     live_pp, idx = work, np.arange(pp.n_pairs)  # the pairs still optimised (not yet above stop_at)
+    split = {j: s != 0 for j, s in live_pp.sign.items()}
     for it in range(1, iterations):
         c1, c2 = 1 - ADAM_B1 ** it, 1 - ADAM_B2 ** it
         for (kind, j), (m1, m2) in moments.items():
-            if kind == "a":
+            if kind == "a":  # α acts on free unstable neurons only, β on split ones (sign != 0)
                 adam_ascent(alpha[j], _c(grads[0][j], dtype), m1, m2, ADAM_B1, ADAM_B2, c1, c2, lr_alpha, ADAM_EPS,
-                            0.0, 1.0, live_pp.sign[j], False)
+                            0.0, 1.0, live_pp.unstable[j])
             else:
                 adam_ascent(beta[j], _c(grads[1][j], dtype), m1, m2, ADAM_B1, ADAM_B2, c1, c2, lr_beta, ADAM_EPS,
-                            0.0, np.inf, live_pp.sign[j], True)
+                            0.0, np.inf, split[j])
         if check_time is not None:
             check_time()
         ev = pair_bounds(live_pp, alpha, beta, sound=False, grad=it < iterations - 1)
@@ -292,6 +293,7 @@ def optimise_pairs(pp: PairProblem, alpha: dict | None = None, beta: dict | None
         if it < iterations - 1 and live.sum() <= COMPACT_BELOW * live.size:  # drop the pairs already above stop_at from the iterates
             keep = np.flatnonzero(live)
             idx, live_pp = idx[keep], live_pp.take(keep)
+            split = {j: m[keep] for j, m in split.items()}
             alpha = {j: _c(a[keep], dtype) for j, a in alpha.items()}
             beta = {j: _c(b[keep], dtype) for j, b in beta.items()}
             moments = {key: [_c(m[keep], dtype) for m in ms] for key, ms in moments.items()}

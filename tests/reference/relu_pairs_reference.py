@@ -24,10 +24,8 @@ def relu_forward_pairs(z, coef, alpha, su, bu, fixed, unstable, sign):
     return h, ga, gb
 
 
-def adam_ascent(x, g, m1, m2, b1, b2, c1, c2, lr, eps, lo, hi, mask, use_mask):
-    m1 = b1 * m1 + (1 - b1) * g
-    m2 = b2 * m2 + (1 - b2) * g * g
-    x = np.clip(x + lr * (m1 / c1) / (np.sqrt(m2 / c2) + eps), lo, hi)
-    if use_mask:
-        x = np.where(mask == 0, 0.0, x)
-    return x, m1, m2
+def adam_ascent(x, g, m1, m2, b1, b2, c1, c2, lr, eps, lo, hi, live):
+    n1 = b1 * m1 + (1 - b1) * g
+    n2 = b2 * m2 + (1 - b2) * g * g
+    y = np.clip(x + lr * (n1 / c1) / (np.sqrt(n2 / c2) + eps), lo, hi)
+    return np.where(live, y, x), np.where(live, n1, m1), np.where(live, n2, m2)
