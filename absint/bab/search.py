@@ -46,7 +46,8 @@ class BabOptions:
     slopes, a child's bound needed ~18 of 40 iterations to recover its start on mnistfc 256x4. A small
     slope step (0.01) and a larger multiplier step (0.2, the new split's β starts at 0) with 20
     iterations decided 256x4 prop_0_0.03 in 11 s, where 15 iterations at (0.1, 0.05) had not in 90 s
-    (``perf/bench_bab.py --set``)."""
+    (``perf/bench_bab.py --set``). Children at depth <= ``intermediate_depth`` get optimised intermediate
+    bounds under their splits (``intermediate_iterations``, β on the split neurons) before their rows."""
 
     batch: int = 64
     root_iterations: int = 50
@@ -55,6 +56,7 @@ class BabOptions:
     lr_alpha: float = 0.01
     lr_beta: float = 0.2
     refine_intermediate: bool = True
+    intermediate_depth: int = 0
     branching_candidates: int = 3
     max_subproblems: int | None = None
     memory_bytes: int = 4 << 30
@@ -198,6 +200,8 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
         res = deeppoly_boxes(chain, lo, hi, sound_fp=True, splits=splits, pair_bytes=max(options.memory_bytes // 8, 1 << 20))
         layers, feasible = res.layers, ~res.infeasible
         out.subproblems += B
+        if batch is not root and options.intermediate_iterations > 0:
+            _optimise_shallow(chain, batch, layers, feasible, lo, hi, options, check_time)
         bound = _bound_rows(chain, rows, batch, layers, feasible, lo, hi, steps, check_time)
         if batch is root and options.intermediate_iterations > 0 and not _proved(bound[0], rows, batch, feasible):
             # the rows alone do not prove the root: optimise the intermediate bounds too (alpha-CROWN), once
@@ -288,6 +292,22 @@ def _bound_rows(chain, rows: RowSets, batch: _Batch, layers, feasible, lo, hi, s
     if batch.row_bounds is not None:  # a sub-problem is part of its parent: the parent's bounds hold
         low[sub, row] = np.maximum(low[sub, row], batch.row_bounds[sub, row])
     return low, pp, opt, sub, row, row_open
+
+
+def _optimise_shallow(chain, batch: _Batch, layers: list, feasible: np.ndarray, lo, hi, options: BabOptions,
+                      check_time) -> None:
+    """Optimised intermediate bounds (``optimise_intermediate``) of the feasible children at depth <=
+    ``options.intermediate_depth``, written into ``layers``; children they prove empty leave ``feasible``
+    (both in place)."""
+    pick = np.flatnonzero(feasible & (batch.depth <= options.intermediate_depth))
+    if not pick.size:
+        return
+    part = [(l[pick], u[pick]) for l, u in layers]
+    tight, empty = optimise_intermediate(chain, part, {j: ph[pick] for j, ph in batch.phases.items()}, lo[pick],
+                                         hi[pick], options.intermediate_iterations, check_time)
+    for (l, u), (tl, tu) in zip(layers, tight):
+        l[pick], u[pick] = tl, tu
+    feasible[pick[empty]] = False
 
 
 def _proved(low, rows: RowSets, batch: _Batch, feasible) -> bool:
