@@ -303,7 +303,21 @@ def _configure_run_benchmark(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N instances")
     p.add_argument("--filter", default=None, metavar="SUBSTRING",
                    help="only instances whose network or property path contains SUBSTRING")
+    p.add_argument("--stats", metavar="JSONL", default=None,
+                   help="also write each finished instance's search statistics (sub-problems, bounds, why it "
+                        "stopped) as one JSON line")
     _add_method(p)
+
+
+def _stats_line(row) -> str:
+    """One instance's result and statistics as a JSON line (numpy scalars as numbers)."""
+    import json
+
+    def plain(v):
+        return v.item() if isinstance(v, np.generic) else str(v)
+
+    return json.dumps({"onnx": str(row.instance.onnx), "vnnlib": str(row.instance.vnnlib), "status": row.status,
+                       "time_s": row.time_s, "error": row.error, "stats": row.stats}, default=plain) + "\n"
 
 
 def _benchmark_summary(rows, total: int) -> str:
@@ -322,10 +336,16 @@ def _run_run_benchmark(args: argparse.Namespace) -> int:
     if args.executor == "dask" and not args.scheduler:
         raise ValueError("--executor dask needs --scheduler ADDRESS")
 
+    stats_file = open(args.stats, "w") if args.stats else None
+
     def progress(done: int, total: int, row) -> None:
-        detail = f" ({row.error})" if row.error else ""
+        why = row.error or ("" if row.status == "holds" else (row.stats.get("bab") or {}).get("reason", ""))
+        detail = f" ({why})" if why else ""
         print(f"[{done}/{total}] {row.instance.name} {row.status} {row.time_s:.2f} s{detail}", file=sys.stderr,
               flush=True)
+        if stats_file is not None:
+            stats_file.write(_stats_line(row))
+            stats_file.flush()
 
     try:
         rows = run_benchmark(args.directory, timeout_scale=args.timeout_scale, jobs=args.jobs, out=args.out,
@@ -337,6 +357,9 @@ def _run_run_benchmark(args: argparse.Namespace) -> int:
               f"(written to {args.out})", file=sys.stderr)
         print(_benchmark_summary(exc.rows, exc.total))
         raise
+    finally:
+        if stats_file is not None:
+            stats_file.close()
     print(_benchmark_summary(rows, len(rows)))
     print(f"results written to {args.out}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -171,8 +172,12 @@ def test_run_benchmark_cli_filter_limit_and_errors(files, capsys, monkeypatch):
     code, stdout, err = run(capsys, "run-benchmark", files, "--filter", "unsat", "--executor", "inline")
     assert code == 0 and "1 instances" in stdout and "property" in stdout
     assert [r["vnnlib"] for r in _csv(files / "results.csv")] == ["unsat.vnnlib"]  # default --out
-    code, stdout, _ = run(capsys, "run-benchmark", files, "--limit", "1", "--executor", "inline", "--out", "a.csv")
+    code, stdout, _ = run(capsys, "run-benchmark", files, "--limit", "1", "--executor", "inline", "--out", "a.csv",
+                          "--stats", "s.jsonl")
     assert code == 0 and [r["result"] for r in _csv(files / "a.csv")] == ["sat"]
+    lines = [json.loads(line) for line in (files / "s.jsonl").read_text().splitlines()]
+    assert len(lines) == 1 and lines[0]["status"] == "violated" and lines[0]["vnnlib"].endswith("sat.vnnlib")
+    assert lines[0]["stats"]["time_s"] > 0 and lines[0]["time_s"] > 0
     code, _, err = run(capsys, "run-benchmark", files / "nowhere")
     assert code == 1 and err.startswith("absint: error: ") and "instances.csv" in err
     code, _, err = run(capsys, "run-benchmark", files, "--jobs", "0")
