@@ -89,12 +89,15 @@ class BabOutcome:
 
 @dataclass
 class _Sub:
-    """A queued sub-problem: pre-activation bounds per Affine layer, ReLU phases, open disjuncts,
-    warm-start slopes (R, n) per ReLU (float32), multipliers of its splits, and its chosen split."""
+    """A queued sub-problem, packed: pre-activation bounds per Affine layer (float32, rounded outward),
+    ReLU phases, open disjuncts, and the warm starts of the rows it had pairs for (``rows``): slopes
+    (len(rows), n) per ReLU and the multipliers of its split neurons only (len(rows), splits), float32;
+    its chosen split."""
 
     bounds: dict
     phases: dict
     open: np.ndarray
+    rows: np.ndarray
     alpha: dict
     beta: dict
     choice: tuple[int, int]
@@ -104,8 +107,25 @@ class _Sub:
     @property
     def nbytes(self) -> int:
         arrays = [a for lh in self.bounds.values() for a in lh] + list(self.phases.values()) \
-            + list(self.alpha.values()) + list(self.beta.values()) + [self.row_bounds]
+            + list(self.alpha.values()) + list(self.beta.values()) + [self.row_bounds, self.rows, self.open]
         return sum(a.nbytes for a in arrays) + 400
+
+    def warm_start(self, j: int, R: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (R, n) float64 slopes and multipliers of ReLU j (zero on rows without a pair and, for the
+        multipliers, on neurons it did not split)."""
+        n = self.phases[j].size
+        alpha, beta = np.zeros((R, n)), np.zeros((R, n))
+        alpha[self.rows] = self.alpha[j]
+        beta[np.ix_(self.rows, np.flatnonzero(self.phases[j]))] = self.beta[j]
+        return alpha, beta
+
+
+def _outward32(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 bounds enclosing float64 [lo, hi] (a rounded-to-nearest end moved one float32 step out)."""
+    lo32, hi32 = lo.astype(np.float32), hi.astype(np.float32)
+    lo32 = np.where(lo32 > lo, np.nextafter(lo32, np.float32(-np.inf)), lo32)
+    hi32 = np.where(hi32 < hi, np.nextafter(hi32, np.float32(np.inf)), hi32)
+    return lo32, hi32
 
 
 @dataclass
@@ -147,12 +167,16 @@ def _children(chain: AffineReluChain, subs: list[_Sub]) -> _Batch:
     for c, s in enumerate(twice):
         j, i = s.choice
         phases[j][c, i] = 1 if c % 2 == 0 else -1
-    affine = {k: (np.stack([s.bounds[k][0] for s in twice]), np.stack([s.bounds[k][1] for s in twice]))
-              for k in twice[0].bounds}
+    affine = {k: (np.stack([s.bounds[k][0] for s in twice]).astype(np.float64),
+                  np.stack([s.bounds[k][1] for s in twice]).astype(np.float64)) for k in twice[0].bounds}
     prior = _prior_list(chain, affine)
     start = np.array([s.choice[0] - 1 for s in twice])
-    alpha = {j: np.stack([s.alpha[j] for s in twice]).astype(np.float64) for j in relus}
-    beta = {j: np.stack([s.beta[j] for s in twice]).astype(np.float64) for j in relus}
+    R = subs[0].row_bounds.size
+    alpha, beta = {}, {}
+    for j in relus:
+        per_sub = [s.warm_start(j, R) for s in subs]
+        alpha[j] = np.stack([a for a, _ in per_sub for _ in (0, 1)])
+        beta[j] = np.stack([b for _, b in per_sub for _ in (0, 1)])
     return _Batch(phases, prior, start, np.stack([s.open for s in twice]), alpha, beta,
                   np.array([s.depth + 1 for s in twice]), np.stack([s.row_bounds for s in twice]))
 
@@ -208,7 +232,7 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
             layers, empty_root = optimise_intermediate(chain, layers, batch.phases, lo, hi,
                                                        options.intermediate_iterations, check_time)
             feasible &= ~empty_root
-            warm = replace(batch, alpha={j: a[None] for j, a in _per_row(bound, R, relus, "alpha").items()})
+            warm = replace(batch, alpha=_root_slopes(bound, R, relus))
             first = bound[0]
             bound = _bound_rows(chain, rows, warm, layers, feasible, lo, hi, steps, check_time)
             np.maximum(bound[0], first, out=bound[0])  # both are bounds of the root
@@ -235,11 +259,12 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
                 if choice is None:
                     out.exhausted += 1
                     continue
-                alpha, beta = _per_row(bound, R, relus, "alpha", b), _per_row(bound, R, relus, "beta", b)
-                bounds = {k: (layers[k][0][b].copy(), layers[k][1][b].copy())
+                phases = {j: batch.phases[j][b].copy() for j in relus}
+                pair_rows, alpha, beta = _warm_start_of(bound, relus, b, phases)
+                bounds = {k: _outward32(layers[k][0][b], layers[k][1][b])
                           for k, layer in enumerate(chain.layers) if isinstance(layer, Affine)}
-                s = _Sub(bounds, {j: batch.phases[j][b].copy() for j in relus}, still[b].copy(), alpha, beta,
-                         choice, int(batch.depth[b]), low[b].copy())
+                s = _Sub(bounds, phases, still[b].copy(), pair_rows, alpha, beta, choice, int(batch.depth[b]),
+                         low[b].copy())
                 counter += 1
                 queue_bytes += s.nbytes
                 heapq.heappush(queue, (float(score[b][still[b]].min()), counter, s))
@@ -315,18 +340,25 @@ def _proved(low, rows: RowSets, batch: _Batch, feasible) -> bool:
     return not (batch.open & ~empty & feasible[:, None]).any()
 
 
-def _per_row(bound, R: int, relus, which: str, b: int | None = None) -> dict:
-    """The optimised slopes or multipliers of sub-problem ``b`` (or 0) as (R, n) float32 per ReLU (zero on
-    rows without a pair): the warm start of its children."""
+def _root_slopes(bound, R: int, relus) -> dict:
+    """The root's optimised slopes as (1, R, n) per ReLU (zero on rows without a pair)."""
     _, pp, opt, sub, row, _ = bound
-    params = opt.alpha if which == "alpha" else opt.beta
-    sel = sub == (0 if b is None else b)
     out = {}
     for j in relus:
-        a = np.zeros((R, pp.su[j].shape[1]), np.float32)
-        a[row[sel]] = params[j][sel]
+        a = np.zeros((1, R, pp.su[j].shape[1]))
+        a[0, row[sub == 0]] = opt.alpha[j][sub == 0]
         out[j] = a
     return out
+
+
+def _warm_start_of(bound, relus, b: int, phases: dict) -> tuple[np.ndarray, dict, dict]:
+    """Sub-problem b's rows with a pair, and their optimised slopes (rows, n) and multipliers at its split
+    neurons (rows, splits) per ReLU, float32 (a queued sub-problem's warm start for its children)."""
+    _, pp, opt, sub, row, _ = bound
+    sel = np.flatnonzero(sub == b)
+    alpha = {j: opt.alpha[j][sel].astype(np.float32) for j in relus}
+    beta = {j: opt.beta[j][sel][:, np.flatnonzero(phases[j])].astype(np.float32) for j in relus}
+    return row[sel].copy(), alpha, beta
 
 
 def _chain_forward(chain: AffineReluChain, x: np.ndarray) -> np.ndarray:

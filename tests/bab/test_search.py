@@ -114,6 +114,37 @@ def test_contradictory_splits_are_empty_subproblems():
     assert res.infeasible.tolist() == [True, False, False]
 
 
+def test_queued_subproblems_are_packed_and_restore_their_warm_start():
+    """A queued sub-problem keeps float32 bounds enclosing its float64 ones (signs kept), and its
+    children's warm start (slopes of its rows, multipliers of its splits) comes back exactly."""
+    from types import SimpleNamespace
+
+    from absint.bab.search import _outward32, _Sub, _warm_start_of
+
+    rng = np.random.default_rng(0)
+    lo = np.concatenate([rng.normal(size=200) * 10.0 ** rng.integers(-40, 5, 200), [0.0, -1e-300, 1e-300, -np.inf]])
+    hi = lo + np.abs(rng.normal(size=lo.size)) * 10.0 ** rng.integers(-40, 5, lo.size)
+    lo32, hi32 = _outward32(lo, hi)
+    assert lo32.dtype == np.float32 and np.all(lo32 <= lo) and np.all(hi32 >= hi)
+    assert np.all((lo32 < 0) == (lo < 0)) and np.all((hi32 > 0) == (hi > 0))
+    R, n = 5, 12
+    phases = {1: np.zeros(n, np.int8), 3: np.zeros(n, np.int8)}
+    phases[1][[2, 7]] = [1, -1]
+    phases[3][4] = 1
+    sub, row = np.array([0, 1, 1, 1, 2]), np.array([3, 0, 2, 4, 1])  # sub-problem 1 has pairs on rows 0, 2, 4
+    alpha = {j: rng.random((5, n)) for j in phases}
+    beta = {j: rng.random((5, n)) * (phases[j] != 0) for j in phases}
+    bound = (None, None, SimpleNamespace(alpha=alpha, beta=beta), sub, row, None)
+    rows, a32, b32 = _warm_start_of(bound, list(phases), 1, phases)
+    s = _Sub({}, phases, np.ones(1, bool), rows, a32, b32, (1, 0), 1, np.zeros(R))
+    assert rows.tolist() == [0, 2, 4] and b32[1].shape == (3, 2) and b32[3].shape == (3, 1)
+    for j in phases:
+        a, b = s.warm_start(j, R)
+        np.testing.assert_array_equal(a[[0, 2, 4]], alpha[j][1:4].astype(np.float32))
+        np.testing.assert_array_equal(b[[0, 2, 4]], beta[j][1:4].astype(np.float32))
+        assert not a[[1, 3]].any() and not b[[1, 3]].any()
+
+
 def test_queue_over_the_memory_budget_is_unknown():
     rng = np.random.default_rng(3)
     net = random_chain(rng, (20, 40, 40, 40, 2))
