@@ -69,6 +69,7 @@ def run_case(net, region, options: BabOptions, seconds: float) -> dict:
     return {"status": status, "wall_s": wall, "subproblems": out.subproblems,
             "per_s": out.subproblems / max(wall, 1e-9), "root_bound": out.root_bound,
             "global_bound": out.global_bound, "open": out.queue_size, "depth": out.max_depth,
+            "queue_mib": out.queue_bytes_peak / 2**20,
             "bounding": out.time_bounding / max(wall, 1e-9), "branching": out.time_branching / max(wall, 1e-9)}
 
 
@@ -117,9 +118,9 @@ def main(argv=None) -> int:
             print(f"{name} [{setting or 'defaults'}]: {r['status']} {r['wall_s']:.1f} s, {r['subproblems']} sub-problems",
                   file=sys.stderr, flush=True)
     headers = ["instance", "setting", "status", "wall s", "subproblems", "per s", "root bound", "global bound",
-               "open", "depth", "bounding", "branching"]
+               "open", "depth", "queue MiB", "bounding", "branching"]
     table = [[r["instance"], r["setting"], r["status"], f"{r['wall_s']:.1f}", r["subproblems"],
-              f"{r['per_s']:.1f}", f"{r['root_bound']:.4g}", f"{r['global_bound']:.4g}", r["open"], r["depth"],
+              f"{r['per_s']:.1f}", f"{r['root_bound']:.4g}", f"{r['global_bound']:.4g}", r["open"], r["depth"], f"{r['queue_mib']:.0f}",
               f"{r['bounding']:.0%}", f"{r['branching']:.0%}"] for r in rows]
     print(format_table(headers, table))
     if args.csv:

@@ -74,6 +74,7 @@ class BabOutcome:
     time_branching: float = 0.0
     queue_peak: int = 0
     queue_size: int = 0  # open sub-problems at the end (or when stopped)
+    queue_bytes_peak: int = 0  # the queue's largest size in bytes (counted against the memory budget)
     root_bound: float = float("nan")
     global_bound: float = float("nan")  # the worst open sub-problem's bound: the whole problem's lower bound
     exhausted: int = 0   # sub-problems with every ReLU fixed and still not proved
@@ -82,7 +83,8 @@ class BabOutcome:
     def stats(self) -> dict:
         return {"subproblems": self.subproblems, "rounds": self.rounds, "max_depth": self.max_depth,
                 "time_bounding_s": round(self.time_bounding, 4), "time_branching_s": round(self.time_branching, 4),
-                "queue_peak": self.queue_peak, "queue_size": self.queue_size, "root_bound": self.root_bound,
+                "queue_peak": self.queue_peak, "queue_size": self.queue_size,
+                "queue_bytes_peak": self.queue_bytes_peak, "root_bound": self.root_bound,
                 "global_bound": self.global_bound, "exhausted": self.exhausted,
                 **({"reason": self.reason} if self.reason else {})}
 
@@ -271,6 +273,7 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
                 out.max_depth = max(out.max_depth, s.depth)
             out.time_branching += time.perf_counter() - t_branch
         out.queue_peak = max(out.queue_peak, len(queue))
+        out.queue_bytes_peak = max(out.queue_bytes_peak, queue_bytes)
         out.queue_size = len(queue)
         out.global_bound = queue[0][0] if queue else float("inf")
         if queue_bytes > options.memory_bytes:

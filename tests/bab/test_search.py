@@ -154,6 +154,7 @@ def test_queue_over_the_memory_budget_is_unknown():
     out = relu_bab(chain, rows, -np.ones(20) * 3, np.ones(20) * 3, check_counterexample=lambda x: None,
                    check_time=lambda: None, options=BabOptions(memory_bytes=1))
     assert out.result == "unknown" and "memory" in out.reason
+    assert out.queue_bytes_peak > 1 and out.stats()["queue_bytes_peak"] == out.queue_bytes_peak
 
 
 def test_deadline_keeps_statistics():
