@@ -85,10 +85,12 @@ def adam_ascent(x, g, m1, m2, b1, b2, c1, c2, lr, eps, lo, hi, live):
 
 
 def _warmup():
-    o = np.ones((1, 2))
-    z = np.zeros((1, 2))
+    # float64 (sound evaluations) and float32 (the optimiser's iterates) signatures
     u = np.array([[True, False]])
-    v = np.zeros(1)
-    relu_backward_pairs(o, o, o, o, o, u, z, z, o, np.empty((1, 2)), v.copy(), v.copy(), v.copy())
-    relu_forward_pairs(o, o, o, o, o, o, u, z, np.empty((1, 2)), np.empty((1, 2)), np.empty((1, 2)))
-    adam_ascent(o.copy(), o, z.copy(), z.copy(), 0.9, 0.999, 0.1, 0.001, 0.1, 1e-8, 0.0, 1.0, u)
+    for dt in (np.float64, np.float32):
+        o = np.ones((1, 2), dt)
+        z = np.zeros((1, 2), dt)
+        v = np.zeros(1, dt)
+        relu_backward_pairs(o, o, o, o, o, u, z, z, o, np.empty((1, 2), dt), v.copy(), v.copy(), v.copy())
+        relu_forward_pairs(o, o, o, o, o, o, u, z, np.empty((1, 2), dt), np.empty((1, 2), dt), np.empty((1, 2), dt))
+        adam_ascent(o.copy(), o, z.copy(), z.copy(), 0.9, 0.999, 0.1, 0.001, 0.1, 1e-8, 0.0, 1.0, u)

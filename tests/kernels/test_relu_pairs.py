@@ -58,3 +58,18 @@ def test_adam_step_matches_numpy(lo, hi):
     assert np.all((x2[live] >= lo) & (x2[live] <= hi))
     np.testing.assert_array_equal(x2[~live], x[~live])
     np.testing.assert_array_equal(a[~live], m1[~live])
+
+
+def test_warmup_compiles_the_signatures_the_optimiser_uses():
+    """After ``_warmup`` an optimisation (float32 iterates, float64 sound evaluations) compiles nothing new:
+    the VNN-COMP prepare step warms every kernel, so a timed run must not pay for JIT compilation."""
+    from absint.bab.slopes import optimise_pairs
+    from tests.bab.test_slopes import random_setup, sub_problem
+
+    K._warmup()
+    names = ("relu_backward_pairs", "relu_forward_pairs", "adam_ascent")
+    before = {n: list(getattr(K, n).dispatcher.signatures) for n in names}
+    _, chain, lo, hi, fixed = random_setup(1, sizes=(4, 10, 10, 3), n_fixed=2)
+    _, pp = sub_problem(chain, lo, hi, fixed, [0, 1, 2])
+    optimise_pairs(pp, iterations=5, stop_at=np.inf)
+    assert {n: list(getattr(K, n).dispatcher.signatures) for n in names} == before
