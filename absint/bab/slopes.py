@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ..domains.deeppoly_batch import AffineReluChain
+from ..domains.deeppoly_batch import AffineReluChain, right_product
 from ..fp import UNIT_ROUNDOFF, gamma, inflate
 from ..network import Affine, ReLU
 from kernels.relu_pairs import adam_ascent, relu_backward_pairs, relu_forward_pairs
@@ -179,7 +179,7 @@ def pair_bounds(pp: PairProblem, alpha: dict, beta: dict, sound: bool = True, gr
             const += C @ bias
             if sound:
                 slack += gamma(max(W.shape) + 3) * np.einsum("pj,pj->p", np.abs(C), pp.affine_v[j])
-            C = C @ W
+            C = right_product(C, W)
             continue
         coefs[j] = C
         C_new = np.empty_like(C)

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from kernels.batch_backsub import affine_backsub_terms, concretize_rows, relu_backsub_rows
+from kernels.spmm import dense_csr
 
 from ..fp import UNIT_ROUNDOFF, gamma, inflate, widen
 from ..errors import MemoryBudgetError
@@ -51,6 +52,17 @@ class SparseAffine(Affine):
     def nbytes(self) -> int:
         w = self.weight
         return w.data.nbytes + w.indices.nbytes + w.indptr.nbytes + self.bias.nbytes
+
+
+def right_product(C: np.ndarray, W) -> np.ndarray:
+    """C W for coefficient rows C (P, n) and a dense or CSR W (n, m); a CSR W goes through the blocked
+    kernel ``kernels.spmm.dense_csr`` (2-10x scipy's product on back-substitution rows)."""
+    if not sp.issparse(W):
+        return C @ W
+    C = np.ascontiguousarray(C, W.dtype)
+    out = np.empty((C.shape[0], W.shape[1]), W.dtype)
+    dense_csr(C, W.indptr, W.indices, W.data, out)
+    return out
 
 
 def _explicit(op) -> Affine:
@@ -286,7 +298,7 @@ def _product(C, W, boxes, relu_relax):
     product skips them: per run of rows of one box when that is cheaper, else those dead on all boxes."""
     p, (n, m) = boxes.size, W.shape
     if relu_relax is None or p == 0 or sp.issparse(W):  # a sparse W costs its non-zeros already
-        return (C.reshape(2 * p, n) @ W).reshape(2, p, m)
+        return right_product(C.reshape(2 * p, n), W).reshape(2, p, m)
     a_l, _, a_u, _ = relu_relax
     starts = np.flatnonzero(np.r_[True, boxes[1:] != boxes[:-1]])
     ends = np.r_[starts[1:], p]
@@ -305,4 +317,4 @@ def _product(C, W, boxes, relu_relax):
     return (C.reshape(2 * p, W.shape[0]) @ W).reshape(2, p, m)
 
 
-__all__ = ["AffineReluChain", "BatchBounds", "ReluSplits", "SparseAffine", "deeppoly_boxes"]
+__all__ = ["AffineReluChain", "BatchBounds", "ReluSplits", "SparseAffine", "deeppoly_boxes", "right_product"]

@@ -1,0 +1,73 @@
+"""kernels/spmm.py and deeppoly_batch.right_product against dense numpy products."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from absint.domains.deeppoly_batch import right_product
+from kernels.spmm import dense_csr
+
+
+def _csr(rng, n, m, density, dtype, index_dtype):
+    W = sp.random(n, m, density=density, format="csr", random_state=rng, dtype=np.float64)
+    W.data = rng.normal(size=W.nnz)
+    W = sp.csr_array(W.astype(dtype))
+    W.indices, W.indptr = W.indices.astype(index_dtype), W.indptr.astype(index_dtype)
+    return W
+
+
+def _rows(rng, P, n, zeros):
+    C = rng.normal(size=(P, n))
+    C[rng.random((P, n)) < zeros] = 0.0
+    return C
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("P, n, m, density, zeros", [(0, 5, 4, 0.5, 0.0), (1, 1, 1, 1.0, 0.0), (3, 7, 9, 0.0, 0.5),
+                                                     (37, 40, 60, 0.1, 0.9), (200, 128, 300, 0.05, 0.3)])
+def test_dense_csr_equals_dense_product(dtype, index_dtype, P, n, m, density, zeros):
+    rng = np.random.default_rng(P + n + m)
+    W = _csr(rng, n, m, density, dtype, index_dtype)
+    C = _rows(rng, P, n, zeros).astype(dtype)
+    out = np.full((P, m), np.nan, dtype)  # every entry is written, also the rows of all-zero C
+    dense_csr(C, W.indptr, W.indices, W.data, out)
+    want = C.astype(np.float64) @ W.toarray().astype(np.float64)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, want, rtol=tol, atol=tol * max(1.0, np.abs(want).max(initial=0)))
+
+
+def test_dense_csr_sums_duplicates_and_does_not_depend_on_threads():
+    rng = np.random.default_rng(1)
+    # an unsorted CSR with a duplicate entry (scipy keeps both until sum_duplicates)
+    W = sp.csr_array((np.array([1.0, 2.0, 3.0, 0.5]), np.array([2, 0, 2, 1]), np.array([0, 3, 4])), shape=(2, 3))
+    C = np.array([[1.0, 2.0], [0.0, -1.0]])
+    out = np.empty((2, 3))
+    dense_csr(C, W.indptr, W.indices, W.data, out)
+    np.testing.assert_array_equal(out, [[2.0, 1.0, 4.0], [0.0, -0.5, 0.0]])
+    W = _csr(rng, 300, 500, 0.05, np.float64, np.int32)
+    C = _rows(rng, 400, 300, 0.8)
+    outs = []
+    for threads in (1, numba.config.NUMBA_NUM_THREADS):
+        previous = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            out = np.empty((400, 500))
+            dense_csr.dispatcher(C, W.indptr, W.indices, W.data, out)
+            outs.append(out)
+        finally:
+            numba.set_num_threads(previous)
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("zeros", [0.0, 0.95])
+def test_right_product_sparse_and_dense(zeros):
+    rng = np.random.default_rng(2)
+    W = _csr(rng, 60, 80, 0.1, np.float64, np.int32)
+    C = _rows(rng, 50, 60, zeros)
+    np.testing.assert_allclose(right_product(C, W), C @ W.toarray(), rtol=1e-12, atol=1e-12)
+    Wd = W.toarray()
+    np.testing.assert_array_equal(right_product(C, Wd), C @ Wd)  # a dense W: numpy's product
