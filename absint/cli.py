@@ -2,13 +2,16 @@
 ``hierarchy``, ``monitor-bench``, ``--version``.
 
 Errors print one line ``absint: error: ...`` on stderr and exit 1 (2 for usage errors, 130 on
-Ctrl-C); ``--debug`` shows the traceback instead.
+Ctrl-C, 143 on SIGTERM, which takes Ctrl-C's path: workers stopped, partial results written);
+``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -548,16 +551,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    terminated = []
+
+    def on_sigterm(signum, frame):
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main else None
     try:
         return args.run(args)
     except KeyboardInterrupt:
-        print("absint: interrupted", file=sys.stderr)
-        return 130
+        print(f"absint: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     except (AbsintError, StorageError, OSError, ValueError, ImportError) as exc:
         if args.debug:
             raise
         print(f"absint: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -301,8 +301,9 @@ def test_hard_guard_kills_a_stuck_worker(tmp_path):
     assert [t["result"] for t in read_csv(tmp_path / "r.csv")] == ["timeout", "unsat"]
 
 
-def test_ctrl_c_in_local_mode_stops_workers(tmp_path):
-    """SIGINT to a run with a stuck worker: exit 130, partial csv and summary, no worker left."""
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_in_local_mode_stops_workers(tmp_path, signum, code):
+    """SIGINT (or SIGTERM) to a run with a stuck worker: exit 130 (143), partial csv and summary, no worker left."""
     psutil = pytest.importorskip("psutil")
     make_folder(tmp_path, ["id.onnx,unsat.vnnlib,20", "id.onnx,stuck.vnnlib,60"])
     os.mkfifo(tmp_path / "stuck.vnnlib")
@@ -319,17 +320,17 @@ def test_ctrl_c_in_local_mode_stops_workers(tmp_path):
             assert "[1/2]" in err_path.read_text(), f"the first instance did not finish: {err_path.read_text()}"
             time.sleep(1.5)  # the stuck worker has started (Ctrl-C during its start is covered by the parent too)
             kids = psutil.Process(proc.pid).children(recursive=True)
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signum)
             try:
                 stdout, _ = proc.communicate(timeout=90)
             except subprocess.TimeoutExpired:
                 tree = [(p.pid, p.name(), p.status()) for p in psutil.Process(proc.pid).children(recursive=True)]
-                pytest.fail(f"no exit 90 s after SIGINT; children {tree}; stderr: {err_path.read_text()[-2000:]}")
+                pytest.fail(f"no exit 90 s after signal {signum}; children {tree}; stderr: {err_path.read_text()[-2000:]}")
         finally:
             if proc.poll() is None:
                 proc.kill()
     stderr = err_path.read_text()
-    assert proc.returncode == 130, (stdout, stderr)
+    assert proc.returncode == code, (stdout, stderr)
     assert "[1/2] id unsat holds" in stderr and "interrupted" in stderr
     assert "1 of 2 instances" in stdout and "all" in stdout
     assert [t["result"] for t in read_csv(out)] == ["unsat"]
