@@ -28,6 +28,7 @@ from .domains.deeppoly_batch import AffineReluChain
 from .gradients import vjp
 from .input_split import RowSets, SplitOutcome, split_search
 from .network import Affine, Network, Node
+from .region_attack import RegionAttack
 from .threads import thread_budget
 from .spec import LinearConstraints, Region, Spec
 from .tables import parse_bytes
@@ -221,12 +222,18 @@ def _batched_split(search: _Search, region: Region, chain, A, b, strict, slices,
         search.samples += len(x)
         return search.net.forward(x.reshape(shape))
 
+    def backward(x, c):
+        return vjp(search.net, x.reshape(shape), c).reshape(len(x), -1)
+
+    check = lambda x: _counterexample(search, region, x)  # noqa: E731
+    # rare counterexamples (ACAS Xu prop_7 on 1_9, prop_2 on 5_3): growing attacks on the whole region
+    region_attack = RegionAttack(forward, backward, A, b, slices, lo0, hi0, check, search.rng, search.check_time)
     outcome = SplitOutcome("holds")
     try:
         with thread_budget(1):  # small products: one BLAS thread is faster, and leaves a core to other jobs
             split_search(chain, RowSets(A, b, strict, tuple(slices)), lo0, hi0, forward=forward,
-                         check_counterexample=lambda x: _counterexample(search, region, x),
-                         attack=lambda lo, hi: _falsify(search, region, lo, hi, A, b, slices, 16, 8),
+                         check_counterexample=check,
+                         attack=lambda lo, hi: _falsify(search, region, lo, hi, A, b, slices, 16, 8) or region_attack(),
                          check_time=search.check_time, out=outcome)
     finally:
         search.boxes += outcome.boxes
