@@ -8,7 +8,8 @@ linearly to 0. Adam, unlike signed-gradient PGD, follows the nearly tied rows of
 on prop_7 of network 1_9 the signed steps never reached a counterexample from 65,536 samples in 5 seeds,
 Adam did in 1 of 5 seeds (2 of 5 from 262,144). Each failed attack doubles the next one's samples, and
 attacks run only while their total time stays within ``SHARE`` of the search's elapsed time, so easy
-instances never pay for them.
+instances never pay for them (with 0.25, the 182 ACAS Xu instances decided without these attacks took
+1.02 s on average instead of 0.90 s; with 0.1, 1_9 prop_7 falls in 34 s instead of 26 s).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ FIRST_SAMPLES, MAX_SAMPLES = 1 << 12, 1 << 18
 #: Adam starts per disjunct, steps, and first step as a fraction of each input's width
 STARTS, STEPS, LR = 64, 100, 0.01
 #: attacks take at most this share of the time since the attacker was made
-SHARE = 0.25
+SHARE = 0.1
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-30
 
 
