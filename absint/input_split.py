@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .domains.deeppoly_batch import AffineReluChain, ReluSplits, deeppoly_boxes
+from .fp import gamma, inflate
 
 #: target wall time of one round of batched bounding
 ROUND_SECONDS = 0.1
@@ -34,8 +35,37 @@ ATTACK_EVERY = 32
 #: to decide ACAS Xu 1_4, 3_3, 2_2 prop_1 and 1_1 prop_3 in all: 11.5k (0.01), 13.4k (0.05), 20.6k (0.2),
 #: over 40k (1.0; 0 never finishes 1_4 prop_1)
 UNEXPLAINED_WEIGHT = 0.01
-#: Adam iterations of optimised slopes on the boxes DeepPoly leaves open (0: DeepPoly only)
-OPTIMISE_ITERATIONS = 0
+#: also prove a conjunctive disjunct empty by convex combinations of two of its rows (``_pair_lower``)
+PAIR_COMBINATIONS = True
+#: Adam iterations of optimised slopes on the boxes DeepPoly leaves open where it pays (``OptimiseGate``;
+#: 0: DeepPoly only)
+OPTIMISE_ITERATIONS = 20
+
+
+class OptimiseGate:
+    """Which boxes DeepPoly leaves open get optimised slopes: those at depths of the search tree where
+    optimising closed at least ``MIN_CLOSE_RATE`` of the boxes it was tried on (every depth is tried on
+    its first ``EXPLORE`` boxes). Wide shallow boxes are rarely closed by better slopes and cost ~8 DeepPoly
+    bounds each; deep ones mostly are, each saving the subtree DeepPoly alone would need."""
+
+    EXPLORE = 32
+    MIN_CLOSE_RATE = 0.05
+
+    def __init__(self, max_depth: int = 256):
+        self.tried = np.zeros(max_depth, np.int64)
+        self.closed = np.zeros(max_depth, np.int64)
+
+    def select(self, depth: np.ndarray, open_: np.ndarray) -> np.ndarray:
+        """Mask of the open boxes (``open_``) at depths ``depth`` to optimise."""
+        d = np.minimum(depth, len(self.tried) - 1)
+        pays = (self.tried[d] < self.EXPLORE) | (self.closed[d] >= self.MIN_CLOSE_RATE * self.tried[d])
+        return open_ & pays
+
+    def record(self, depth: np.ndarray, closed: np.ndarray) -> None:
+        """The optimised boxes' depths and whether optimising closed them."""
+        d = np.minimum(depth, len(self.tried) - 1)
+        np.add.at(self.tried, d, 1)
+        np.add.at(self.closed, d, closed.astype(np.int64))
 
 
 @dataclass(frozen=True)
@@ -58,8 +88,10 @@ class SplitOutcome:
     max_depth: int = 0
 
 
-def _disjunct_scores(low: np.ndarray, rows: RowSets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per box and disjunct: proved empty, score (best row's lower bound), and the best row's index."""
+def _disjunct_scores(low: np.ndarray, rows: RowSets, pairs: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per box and disjunct: proved empty, score (best row's lower bound, or of a pair of its rows when
+    ``pairs`` (B, D) from ``_pair_lower`` is given and higher), and the best row's index."""
     proved = np.where(rows.strict, low >= 0, low > 0)
     n, d = low.shape[0], len(rows.slices)
     empty = np.zeros((n, d), bool)
@@ -71,7 +103,43 @@ def _disjunct_scores(low: np.ndarray, rows: RowSets) -> tuple[np.ndarray, np.nda
         empty[:, k] = proved[:, s].any(axis=1)
         best[:, k] = s.start + np.argmax(low[:, s], axis=1)
         score[:, k] = low[np.arange(n), best[:, k]]
+    if pairs is not None:
+        empty |= pairs > 0
+        score = np.maximum(score, pairs)
     return empty, score, best
+
+
+def _pair_lower(coef: np.ndarray, const: np.ndarray, lo: np.ndarray, hi: np.ndarray, rows: RowSets) -> np.ndarray:
+    """Per box and disjunct, a sound lower bound of max(row_r, row_s) over the box from the best convex
+    combination of two rows' linear lower bounds row_r >= Λ_r x + c_r (-inf with fewer than two rows).
+
+    A disjunct (a conjunction A y <= b) is empty when max_r row_r > 0 on the box; that follows from
+    t row_r + (1 - t) row_s > 0 for any t in [0, 1], whose lower bound
+    v(t) = t c_r + (1-t) c_s + Σ_i min(g_i lo_i, g_i hi_i), g = t Λ_r + (1-t) Λ_s, is concave and
+    piecewise linear in t: its maximum is at t = 0, 1 (the single rows) or where some g_i = 0. This is
+    the LP dual of min_x max(Λ_r x + c_r, Λ_s x + c_s) restricted to two rows; on ACAS Xu's conjunctive
+    properties (2, 3, 4) it proves boxes on which no single row is positive. Rounding: every term's
+    error is below gamma_{n+6} times its magnitude (Higham Thm 3.1)."""
+    n_box, n_in = lo.shape
+    out = np.full((n_box, len(rows.slices)), -np.inf)
+    mag = np.maximum(np.abs(lo), np.abs(hi))[:, None, None, :]
+    for k, s in enumerate(rows.slices):
+        r, q = np.triu_indices(s.stop - s.start, 1)
+        if not r.size:
+            continue
+        Lr, Lq = coef[:, s.start + r], coef[:, s.start + q]              # (B, P, n)
+        cr, cq = const[:, s.start + r], const[:, s.start + q]            # (B, P)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = Lq / (Lq - Lr)                                          # g_i(t) = 0
+        t = np.where(np.isfinite(t) & (t > 0) & (t < 1), t, 0.0)[..., None]  # (B, P, n cand, 1)
+        g = t * Lr[:, :, None] + (1 - t) * Lq[:, :, None]               # (B, P, cand, n)
+        v = (t[..., 0] * cr[..., None] + (1 - t[..., 0]) * cq[..., None]
+             + np.minimum(g * lo[:, None, None], g * hi[:, None, None]).sum(axis=-1))
+        err = gamma(n_in + 6) * (t[..., 0] * np.abs(cr)[..., None] + (1 - t[..., 0]) * np.abs(cq)[..., None]
+                                 + ((t * np.abs(Lr)[:, :, None] + (1 - t) * np.abs(Lq)[:, :, None]) * mag).sum(axis=-1))
+        v = np.nextafter(v - inflate(err), -np.inf)
+        out[:, k] = np.where(np.isnan(v), -np.inf, v).max(axis=(1, 2))
+    return out
 
 
 def _split_dims(coef: np.ndarray, best: np.ndarray, open_: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -131,13 +199,22 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
     out = out if out is not None else SplitOutcome("holds")
     optimise = OPTIMISE_ITERATIONS if optimise is None else optimise
 
-    def bound(lo, hi):
+    gate = OptimiseGate() if optimise else None
+
+    def bound(lo, hi, depth, open_in):
         res = deeppoly_boxes(chain, lo, hi, sound_fp, lower_coef=True, splits=ReluSplits({}) if optimise else None)
         out.boxes += len(lo)
-        low = _optimised_rows(chain, res, lo, hi, rows, optimise) if optimise else res.lower
-        return res, *_disjunct_scores(low, rows)
+        pairs = _pair_lower(res.lower_coef, res.lower_const, lo, hi, rows) if PAIR_COMBINATIONS else None
+        empty, score, best = _disjunct_scores(res.lower, rows, pairs)
+        if gate is not None:
+            pick = gate.select(depth, (open_in & ~empty).any(axis=1))
+            if pick.any():
+                low = _optimised_rows(chain, res, lo, hi, rows, optimise, pick[:, None] & open_in)
+                empty, score, best = _disjunct_scores(low, rows, pairs)
+                gate.record(depth[pick], ~(open_in & ~empty)[pick].any(axis=1))
+        return res, empty, score, best
 
-    root, empty, score, best = bound(lo0[None], hi0[None])
+    root, empty, score, best = bound(lo0[None], hi0[None], np.zeros(1, np.intp), np.ones((1, len(rows.slices)), bool))
     open_root = ~empty[0]
     if not open_root.any():
         return out
@@ -165,9 +242,10 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
             lo[2 * c], hi[2 * c], lo[2 * c + 1], hi[2 * c + 1] = l, h, l, h
             if l[d] < mid < h[d]:
                 hi[2 * c, d] = lo[2 * c + 1, d] = mid
-        res, empty, score, best = bound(lo, hi)
-        out.rounds += 1
         parent_open = np.array([items[i][5] for i, _ in cand for _ in (0, 1)]).reshape(len(lo), -1)
+        res, empty, score, best = bound(lo, hi, np.array([items[i][2] + 1 for i, _ in cand for _ in (0, 1)]),
+                                        parent_open)
+        out.rounds += 1
         still = parent_open & ~empty
         child_score = np.where(still, score, np.inf).min(axis=1)
         finite = child_score[np.isfinite(child_score)]
@@ -213,12 +291,14 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
 
 
 def _optimised_rows(chain: AffineReluChain, res, lo: np.ndarray, hi: np.ndarray, rows: RowSets,
-                    iterations: int) -> np.ndarray:
-    """Row lower bounds (B, R): DeepPoly's, raised on the rows of the disjuncts it leaves open by
-    alpha-CROWN's optimised slopes (each (box, row) pair its own)."""
+                    iterations: int, wanted: np.ndarray | None = None) -> np.ndarray:
+    """Row lower bounds (B, R): DeepPoly's, raised on the rows of the disjuncts it leaves open (and
+    ``wanted`` (B, D) asks for, default all) by alpha-CROWN's optimised slopes (each (box, row) pair its own)."""
     from .bab.slopes import PairProblem, optimise_pairs  # absint.bab imports this module
 
     empty, _, _ = _disjunct_scores(res.lower, rows)
+    if wanted is not None:
+        empty = empty | ~wanted
     row_open = np.zeros(res.lower.shape, bool)
     for d, s in enumerate(rows.slices):
         row_open[:, s] = ~empty[:, d:d + 1]

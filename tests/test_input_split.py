@@ -101,3 +101,63 @@ def test_verify_uses_batched_splitting_for_chains():
             f"(assert (>= Y_0 {float(top * 1.02 + 1e-3)!r}))\n")
     v = absint.verify(net, parse_vnnlib(text, net), domain="deeppoly", timeout=30)
     assert v.status == "holds" and v.stats["boxes"] > 1 and v.stats["max_depth"] >= 1
+
+
+def _conjunction_rows(net, A, b):
+    chain = AffineReluChain.from_network(spec_network(net, A, b))
+    return chain, RowSets(A, b, np.zeros(len(b), bool), (slice(0, len(b)),))
+
+
+def test_pair_combinations_are_sound_lower_bounds_of_the_rows_max():
+    """max(row_r, row_s) over sampled points and corners never falls below the pair bound, which is never
+    below the best single row's; on some boxes it is higher (else the test proves nothing)."""
+    from absint.domains.deeppoly_batch import deeppoly_boxes
+    from absint.input_split import _pair_lower
+
+    rng = np.random.default_rng(3)
+    net = random_chain(rng, (3, 16, 16, 4))
+    A = np.array([[1.0, -1, 0, 0], [0, -1, 1, 0], [0, -1, 0, 1]])  # the unsafe set: y_1 is the largest
+    b = np.zeros(3)
+    chain, rows = _conjunction_rows(net, A, b)
+    lo = rng.normal(size=(30, 3))
+    hi = lo + rng.random((30, 3)) * 1.5
+    res = deeppoly_boxes(chain, lo, hi, lower_coef=True)
+    pairs = _pair_lower(res.lower_coef, res.lower_const, lo, hi, rows)[:, 0]
+    single = res.lower.max(axis=1)
+    assert np.all(pairs >= single - 1e-9) and np.any(pairs > single + 1e-3)
+    for k in range(len(lo)):
+        x = lo[k] + rng.random((3000, 3)) * (hi[k] - lo[k])
+        corners = np.where(rng.random((64, 3)) < 0.5, lo[k], hi[k])
+        margins = net.forward(np.vstack([x, corners])) @ A.T - b
+        assert margins.max(axis=1).min() >= pairs[k]
+
+
+@pytest.mark.parametrize("pairs", [True, False])
+def test_pair_combination_proves_a_box_no_single_row_proves(monkeypatch, pairs):
+    """y = (x, -x) on [-1, 1]: the unsafe conjunction x <= -0.5 and -x <= -0.5 is empty; neither row alone
+    is positive on the box, their mean (0.5) is, so the root box decides it."""
+    from absint import input_split
+    from absint.network import Affine, Node
+
+    monkeypatch.setattr(input_split, "PAIR_COMBINATIONS", pairs)
+    net = Network((1,), [Node("fc", Affine(np.array([[1.0], [-1.0]]), np.zeros(2)), (-1,))])
+    A, b = np.eye(2), np.array([-0.5, -0.5])
+    chain, rows = _conjunction_rows(net, A, b)
+    out = split_search(chain, rows, -np.ones(1), np.ones(1), forward=net.forward,
+                       check_counterexample=lambda x: None, attack=lambda lo, hi: None, check_time=lambda: None)
+    assert out.result == "holds"
+    assert (out.boxes == 1) == pairs
+
+
+def test_optimise_gate_stops_at_depths_where_optimising_does_not_close_boxes():
+    from absint.input_split import OptimiseGate
+
+    gate = OptimiseGate()
+    depth = np.full(OptimiseGate.EXPLORE, 3)
+    assert gate.select(depth, np.ones(len(depth), bool)).all()  # unexplored: tried
+    gate.record(depth, np.zeros(len(depth), bool))
+    assert not gate.select(np.array([3]), np.array([True])).any()  # never closed a box there
+    assert gate.select(np.array([4, 4]), np.array([True, False])).tolist() == [True, False]  # only open boxes
+    gate.record(depth[:4], np.ones(4, bool))  # 4 of 36 closed: above MIN_CLOSE_RATE
+    assert gate.select(np.array([3]), np.array([True])).all()
+    assert gate.select(np.array([10_000]), np.array([True])).all()  # depths beyond the table share its last slot

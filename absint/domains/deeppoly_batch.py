@@ -133,13 +133,15 @@ class ReluSplits:
 @dataclass(frozen=True, eq=False)
 class BatchBounds:
     """Output bounds (B, n_out) of every box and, when asked for, the lower bounds' input
-    coefficients Λ (B, n_out, n_in): y_i >= Λ_i x + (constant) over box b. With ``ReluSplits``:
+    coefficients Λ (B, n_out, n_in) and constants c (B, n_out): y_i >= Λ_i x + c_i for every x of
+    box b (rounding errors included in c). With ``ReluSplits``:
     every layer's output bounds, and which boxes' split constraints were proved contradictory
     (their sub-problem is empty)."""
 
     lower: np.ndarray
     upper: np.ndarray
     lower_coef: np.ndarray | None = None
+    lower_const: np.ndarray | None = None
     layers: list[tuple[np.ndarray, np.ndarray]] | None = None
     infeasible: np.ndarray | None = None
 
@@ -211,7 +213,7 @@ def deeppoly_boxes(chain: AffineReluChain, lower: np.ndarray, upper: np.ndarray,
     layers = [] if splits is not None else None
     infeasible = np.zeros(len(lower), bool)
     lo, hi = lower, upper
-    coef = None
+    coef = const = None
     for k, layer in enumerate(chain.layers):
         mags.append(np.maximum(np.abs(lo), np.abs(hi)))
         if isinstance(layer, ReLU):
@@ -241,7 +243,8 @@ def deeppoly_boxes(chain: AffineReluChain, lower: np.ndarray, upper: np.ndarray,
                 hi[bx, rw] = np.minimum(hi[bx, rw], u)
                 parts.append(C)
             if want:
-                coef = parts[0].reshape(lo.shape + (chain.n_inputs,))
+                coef = parts[0][0].reshape(lo.shape + (chain.n_inputs,))
+                const = parts[0][1].reshape(lo.shape)
         if splits is not None:
             _apply_splits(splits, k, lo, hi, infeasible)
             layers.append((lo, hi))
@@ -249,7 +252,7 @@ def deeppoly_boxes(chain: AffineReluChain, lower: np.ndarray, upper: np.ndarray,
             crossed = lo > hi  # unsound-mode rounding only (see deeppoly._uncross)
             if crossed.any():
                 lo[crossed], hi[crossed] = hi[crossed], lo[crossed]
-    return BatchBounds(lo, hi, coef, layers, infeasible if splits is not None else None)
+    return BatchBounds(lo, hi, coef, const, layers, infeasible if splits is not None else None)
 
 
 def _backsubstitute(chain, k, boxes, rows, mags, relax, affine_v, lower, upper, sound, want_coef):
@@ -281,7 +284,8 @@ def _backsubstitute(chain, k, boxes, rows, mags, relax, affine_v, lower, upper, 
     if sound:
         slack += gamma(chain.n_inputs + len(chain.layers) + 4) * (mag_m + np.abs(const_u) + np.abs(const_l))
         lo, up = widen(lo, up, inflate(slack))
-    return lo, up, (C[1] if want_coef else None)
+    # the lower linear form y >= C_l x + const_l - slack holds pointwise on the box
+    return lo, up, ((C[1], widen(const_l, const_l, inflate(slack))[0] if sound else const_l) if want_coef else None)
 
 
 _NO_V = np.zeros((0, 0))

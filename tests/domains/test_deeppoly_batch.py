@@ -79,6 +79,10 @@ def test_sound_on_samples_and_lower_coefficients_bound_below():
     minimum = np.einsum("boi,bi->bo", np.maximum(C, 0), lo) + np.einsum("boi,bi->bo", np.minimum(C, 0), hi)
     lin = np.einsum("boi,bsi->bso", C, x) - minimum[:, None] + res.lower[:, None]
     assert (y >= lin - 1e-9).all()
+    # the returned constants: y_i >= Λ_i x + c_i pointwise, and min_box Λ_i x + c_i is the lower bound
+    own = np.einsum("boi,bsi->bso", C, x) + res.lower_const[:, None]
+    assert (y >= own).all()
+    np.testing.assert_allclose(minimum + res.lower_const, res.lower, rtol=0, atol=1e-9)
 
 
 def test_chain_detection():
@@ -156,6 +160,7 @@ def test_kernels_equal_numpy_backsubstitution(monkeypatch, sound_fp, grouped):
         np.testing.assert_allclose(got.upper, ref.upper, rtol=0, atol=1e-12 * scale)
         if splits is None:
             np.testing.assert_allclose(got.lower_coef, ref.lower_coef, rtol=0, atol=1e-12 * scale)
+            np.testing.assert_allclose(got.lower_const, ref.lower_const, rtol=0, atol=1e-12 * scale)
         else:
             np.testing.assert_array_equal(got.infeasible, ref.infeasible)
 

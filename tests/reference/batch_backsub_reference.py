@@ -77,9 +77,9 @@ def backsubstitute_numpy(chain, k, boxes, rows, mags, relax, affine_v, lower, up
     up = const_u + np.einsum("pj,pj->p", C_u, np.where(C_u > 0, hi_in, lo_in))
     lo = const_l + np.einsum("pj,pj->p", C_l, np.where(C_l > 0, lo_in, hi_in))
     if not sound:
-        return lo, up, (C_l if want_coef else None)
+        return lo, up, ((C_l, const_l) if want_coef else None)
     m = np.maximum(np.abs(lo_in), np.abs(hi_in))
     mag_m = np.maximum(np.einsum("pj,pj->p", np.abs(C_u), m), np.einsum("pj,pj->p", np.abs(C_l), m))
     slack += gamma(chain.n_inputs + len(chain.layers) + 4) * (mag_m + np.abs(const_u) + np.abs(const_l))
     lo, up = widen(lo, up, inflate(slack))
-    return lo, up, (C_l if want_coef else None)
+    return lo, up, ((C_l, widen(const_l, const_l, inflate(slack))[0]) if want_coef else None)
