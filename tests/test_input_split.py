@@ -40,8 +40,13 @@ def _search(net, threshold, lookahead=False, check_time=lambda: None, out=None, 
                         optimise=optimise)
 
 
-@pytest.mark.parametrize("lookahead, optimise", [(False, 0), (True, 0), (False, 10)])
-def test_decides_both_ways_near_the_true_maximum(lookahead, optimise):
+@pytest.mark.parametrize("lookahead, optimise, intermediate_after", [(False, 0, None), (True, 0, None), (False, 10, None),
+                                                                     (False, 10, 0)])
+def test_decides_both_ways_near_the_true_maximum(monkeypatch, lookahead, optimise, intermediate_after):
+    from absint import input_split
+
+    if intermediate_after is not None:  # optimised intermediate bounds from the first box on
+        monkeypatch.setattr(input_split, "INTERMEDIATE_AFTER", intermediate_after)
     net = bump_net()
     top = _grid_max(net)
     assert top > 0
@@ -56,7 +61,7 @@ def test_decides_both_ways_near_the_true_maximum(lookahead, optimise):
 def test_optimised_rows_lie_between_deeppoly_and_the_sampled_minimum():
     """Optimised slopes on open boxes raise DeepPoly's row bounds and stay below every sampled value."""
     from absint.domains.deeppoly_batch import ReluSplits, deeppoly_boxes
-    from absint.input_split import _optimised_rows
+    from absint.input_split import _optimised_rows, _tightened_rows
 
     rng = np.random.default_rng(7)
     net = random_chain(rng, (3, 12, 12, 3))
@@ -66,12 +71,16 @@ def test_optimised_rows_lie_between_deeppoly_and_the_sampled_minimum():
     hi = lo + rng.random((6, 3)) + 0.2
     res = deeppoly_boxes(chain, lo, hi, splits=ReluSplits({}))
     low = _optimised_rows(chain, res, lo, hi, rows, 20)
-    assert np.all(low >= res.lower) and np.any(low > res.lower + 1e-6)
+    # with optimised intermediate bounds too, on boxes 1, 3, 5
+    tight = res.lower.copy()
+    tight[1::2] = _tightened_rows(chain, res, lo, hi, rows, 20, np.arange(1, 6, 2), np.ones((3, 1), bool))
+    for bound in (low, tight):
+        assert np.all(bound >= res.lower) and np.any(bound > res.lower + 1e-6)
     for k in range(len(lo)):
         x = lo[k] + rng.random((4000, 3)) * (hi[k] - lo[k])
         corners = np.where(rng.random((200, 3)) < 0.5, lo[k], hi[k])
         y = net.forward(np.vstack([x, corners]))
-        assert np.all(y.min(axis=0) >= low[k] - 1e-9)
+        assert np.all(y.min(axis=0) >= low[k] - 1e-9) and np.all(y.min(axis=0) >= tight[k] - 1e-9)
 
 
 def test_statistics_survive_a_deadline():
