@@ -30,3 +30,11 @@ def inflate(x: np.ndarray, terms: int = 4) -> np.ndarray:
 def widen(lower: np.ndarray, upper: np.ndarray, slack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[lower - slack, upper + slack], rounded outwards."""
     return (np.nextafter(lower - slack, -np.inf), np.nextafter(upper + slack, np.inf))
+
+
+def outward_float32(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 bounds enclosing float64 [lo, hi] (a rounded-to-nearest end moved one float32 step out)."""
+    lo32, hi32 = lo.astype(np.float32), hi.astype(np.float32)
+    lo32 = np.where(lo32 > lo, np.nextafter(lo32, np.float32(-np.inf)), lo32)
+    hi32 = np.where(hi32 < hi, np.nextafter(hi32, np.float32(np.inf)), hi32)
+    return lo32, hi32

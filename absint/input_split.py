@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .domains.deeppoly_batch import AffineReluChain, BatchBounds, ReluSplits, deeppoly_boxes
-from .fp import gamma, inflate
+from .fp import gamma, inflate, outward_float32
+from .network import Affine
 
 #: target wall time of one round of batched bounding
 ROUND_SECONDS = 0.1
@@ -39,6 +40,9 @@ ATTACK_EVERY = 32
 UNEXPLAINED_WEIGHT = 0.01
 #: also prove a conjunctive disjunct empty by convex combinations of two of its rows (``_pair_lower``)
 PAIR_COMBINATIONS = True
+#: children's layer bounds are intersected with their parent's (kept float32 in the queue): fewer unstable
+#: ReLUs to back-substitute, tighter relaxations
+REUSE_PARENT_BOUNDS = True
 #: Adam iterations of optimised slopes on the boxes DeepPoly leaves open where it pays (``OptimiseGate``;
 #: 0: DeepPoly only)
 OPTIMISE_ITERATIONS = 20
@@ -210,8 +214,11 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
     gate = OptimiseGate() if optimise else None
     deep_gate = OptimiseGate() if optimise and OPTIMISE_INTERMEDIATE else None
 
-    def bound(lo, hi, depth, open_in):
-        res = deeppoly_boxes(chain, lo, hi, sound_fp, lower_coef=True, splits=ReluSplits({}) if optimise else None)
+    affine = [k for k, layer in enumerate(chain.layers) if isinstance(layer, Affine)]
+
+    def bound(lo, hi, depth, open_in, prior=None):
+        splits = ReluSplits({}, prior if REUSE_PARENT_BOUNDS else None) if optimise or REUSE_PARENT_BOUNDS else None
+        res = deeppoly_boxes(chain, lo, hi, sound_fp, lower_coef=True, splits=splits)
         out.boxes += len(lo)
         pairs = _pair_lower(res.lower_coef, res.lower_const, lo, hi, rows) if PAIR_COMBINATIONS else None
         empty, score, best = _disjunct_scores(res.lower, rows, pairs)
@@ -225,8 +232,11 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
                 deeper = deep_gate.select(depth, pick & (open_in & ~empty).any(axis=1)) if late else pick[:0]
                 if deeper.any():
                     idx = np.flatnonzero(deeper)
-                    low[idx] = np.maximum(low[idx], _tightened_rows(chain, res, lo, hi, rows, optimise, idx,
-                                                                    open_in[idx] & ~empty[idx]))
+                    tight, layers = _tightened_rows(chain, res, lo, hi, rows, optimise, idx, open_in[idx] & ~empty[idx])
+                    low[idx] = np.maximum(low[idx], tight)
+                    for k in affine:  # the children start from the tightened bounds
+                        res.layers[k][0][idx] = np.maximum(res.layers[k][0][idx], layers[k][0])
+                        res.layers[k][1][idx] = np.minimum(res.layers[k][1][idx], layers[k][1])
                     empty, score, best = _disjunct_scores(low, rows, pairs)
                     deep_gate.record(depth[idx], ~(open_in & ~empty)[idx].any(axis=1))
         return res, empty, score, best
@@ -241,7 +251,7 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
     heapq.heappush(queue, (float(score[0][open_root].min()), counter, 0, lo0, hi0, open_root,
                            int(_split_dims(root.lower_coef, best, open_root[None], lo0[None], hi0[None],
                                            _centre_gaps(forward, rows, lo0[None], hi0[None], best, score),
-                                           hi0 - lo0)[0])))
+                                           hi0 - lo0)[0]), _packed_layers(root, affine, 0)))
     lookahead = lookahead and splittable.size <= MAX_LOOKAHEAD
     k_round = MIN_ROUND
     while queue:
@@ -261,7 +271,8 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
                 hi[2 * c, d] = lo[2 * c + 1, d] = mid
         parent_open = np.array([items[i][5] for i, _ in cand for _ in (0, 1)]).reshape(len(lo), -1)
         res, empty, score, best = bound(lo, hi, np.array([items[i][2] + 1 for i, _ in cand for _ in (0, 1)]),
-                                        parent_open)
+                                        parent_open, _parents_layers([items[i][7] for i, _ in cand for _ in (0, 1)],
+                                                                     len(chain.layers)))
         out.rounds += 1
         still = parent_open & ~empty
         child_score = np.where(still, score, np.inf).min(axis=1)
@@ -295,9 +306,9 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
                 out.max_depth = max(out.max_depth, depth)
                 counter += 1
                 heapq.heappush(queue, (float(score[ch][still[ch]].min()), counter, depth, lo[ch], hi[ch], still[ch],
-                                       int(dims[j])))
+                                       int(dims[j]), _packed_layers(res, affine, ch)))
         if queue and out.rounds % ATTACK_EVERY == 0:
-            _, _, _, l, h, _, _ = queue[0]
+            l, h = queue[0][3], queue[0][4]
             found = attack(l, h)
             if found is not None:
                 out.result = found
@@ -305,6 +316,24 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
         elapsed = time.perf_counter() - t0
         k_round = int(np.clip(k_round * ROUND_SECONDS / max(elapsed, 1e-4), MIN_ROUND, MAX_ROUND))
     return out
+
+
+def _packed_layers(res, affine: list[int], b: int) -> dict | None:
+    """Box b's bounds of every Affine layer's outputs, float32 rounded outward (a queued box's; its
+    children's bounds are intersected with them: they hold on every sub-box), or None."""
+    if res.layers is None:
+        return None
+    return {k: outward_float32(res.layers[k][0][b], res.layers[k][1][b]) for k in affine}
+
+
+def _parents_layers(packed: list, n_layers: int) -> list | None:
+    """``ReluSplits.prior`` of a round's children from their parents' packed bounds (None if any has none)."""
+    if any(p is None for p in packed):
+        return None
+    prior = [None] * n_layers
+    for k in packed[0]:
+        prior[k] = (np.array([p[k][0] for p in packed], np.float64), np.array([p[k][1] for p in packed], np.float64))
+    return prior
 
 
 def _optimised_rows(chain: AffineReluChain, res, lo: np.ndarray, hi: np.ndarray, rows: RowSets,
@@ -332,13 +361,14 @@ def _optimised_rows(chain: AffineReluChain, res, lo: np.ndarray, hi: np.ndarray,
 def _tightened_rows(chain: AffineReluChain, res, lo: np.ndarray, hi: np.ndarray, rows: RowSets, iterations: int,
                     boxes: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """Row lower bounds (len(boxes), R) of ``boxes`` with optimised intermediate bounds (alpha-CROWN's,
-    ``optimise_intermediate``) and then optimised rows of the disjuncts ``wanted`` (len(boxes), D)."""
+    ``optimise_intermediate``) and then optimised rows of the disjuncts ``wanted`` (len(boxes), D); and
+    those layer bounds."""
     from .bab.slopes import optimise_intermediate  # absint.bab imports this module
 
     layers, _ = optimise_intermediate(chain, [(l[boxes], h[boxes]) for l, h in res.layers], {}, lo[boxes], hi[boxes],
                                       iterations)
     sub = BatchBounds(res.lower[boxes], res.upper[boxes], layers=layers)
-    return _optimised_rows(chain, sub, lo[boxes], hi[boxes], rows, iterations, wanted)
+    return _optimised_rows(chain, sub, lo[boxes], hi[boxes], rows, iterations, wanted), layers
 
 
 def _try_minimisers(coef, best, still, lo, hi, live, rows: RowSets, forward, check_counterexample):

@@ -73,7 +73,7 @@ def test_optimised_rows_lie_between_deeppoly_and_the_sampled_minimum():
     low = _optimised_rows(chain, res, lo, hi, rows, 20)
     # with optimised intermediate bounds too, on boxes 1, 3, 5
     tight = res.lower.copy()
-    tight[1::2] = _tightened_rows(chain, res, lo, hi, rows, 20, np.arange(1, 6, 2), np.ones((3, 1), bool))
+    tight[1::2] = _tightened_rows(chain, res, lo, hi, rows, 20, np.arange(1, 6, 2), np.ones((3, 1), bool))[0]
     for bound in (low, tight):
         assert np.all(bound >= res.lower) and np.any(bound > res.lower + 1e-6)
     for k in range(len(lo)):

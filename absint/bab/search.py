@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..domains.deeppoly_batch import AffineReluChain, ReluSplits, deeppoly_boxes
+from ..fp import outward_float32
 from ..input_split import RowSets, _disjunct_scores, first_counterexample
 from ..network import Affine, ReLU
 from .branching import choose_splits
@@ -122,14 +123,6 @@ class _Sub:
         alpha[self.rows] = self.alpha[j]
         beta[np.ix_(self.rows, np.flatnonzero(self.phases[j]))] = self.beta[j]
         return alpha, beta
-
-
-def _outward32(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """float32 bounds enclosing float64 [lo, hi] (a rounded-to-nearest end moved one float32 step out)."""
-    lo32, hi32 = lo.astype(np.float32), hi.astype(np.float32)
-    lo32 = np.where(lo32 > lo, np.nextafter(lo32, np.float32(-np.inf)), lo32)
-    hi32 = np.where(hi32 < hi, np.nextafter(hi32, np.float32(np.inf)), hi32)
-    return lo32, hi32
 
 
 @dataclass
@@ -265,7 +258,7 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
                     continue
                 phases = {j: batch.phases[j][b].copy() for j in relus}
                 pair_rows, alpha, beta = _warm_start_of(bound, relus, b, phases)
-                bounds = {k: _outward32(layers[k][0][b], layers[k][1][b])
+                bounds = {k: outward_float32(layers[k][0][b], layers[k][1][b])
                           for k, layer in enumerate(chain.layers) if isinstance(layer, Affine)}
                 s = _Sub(bounds, phases, still[b].copy(), pair_rows, alpha, beta, choice, int(batch.depth[b]),
                          low[b].copy())

@@ -119,12 +119,13 @@ def test_queued_subproblems_are_packed_and_restore_their_warm_start():
     children's warm start (slopes of its rows, multipliers of its splits) comes back exactly."""
     from types import SimpleNamespace
 
-    from absint.bab.search import _outward32, _Sub, _warm_start_of
+    from absint.bab.search import _Sub, _warm_start_of
+    from absint.fp import outward_float32
 
     rng = np.random.default_rng(0)
     lo = np.concatenate([rng.normal(size=200) * 10.0 ** rng.integers(-40, 5, 200), [0.0, -1e-300, 1e-300, -np.inf]])
     hi = lo + np.abs(rng.normal(size=lo.size)) * 10.0 ** rng.integers(-40, 5, lo.size)
-    lo32, hi32 = _outward32(lo, hi)
+    lo32, hi32 = outward_float32(lo, hi)
     assert lo32.dtype == np.float32 and np.all(lo32 <= lo) and np.all(hi32 >= hi)
     assert np.all((lo32 < 0) == (lo < 0)) and np.all((hi32 > 0) == (hi > 0))
     R, n = 5, 12
