@@ -251,7 +251,7 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
     heapq.heappush(queue, (float(score[0][open_root].min()), counter, 0, lo0, hi0, open_root,
                            int(_split_dims(root.lower_coef, best, open_root[None], lo0[None], hi0[None],
                                            _centre_gaps(forward, rows, lo0[None], hi0[None], best, score),
-                                           hi0 - lo0)[0]), _packed_layers(root, affine, 0)))
+                                           hi0 - lo0)[0]), _row(_packed_layers(root, affine), 0)))
     lookahead = lookahead and splittable.size <= MAX_LOOKAHEAD
     k_round = MIN_ROUND
     while queue:
@@ -272,7 +272,7 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
         parent_open = np.array([items[i][5] for i, _ in cand for _ in (0, 1)]).reshape(len(lo), -1)
         res, empty, score, best = bound(lo, hi, np.array([items[i][2] + 1 for i, _ in cand for _ in (0, 1)]),
                                         parent_open, _parents_layers([items[i][7] for i, _ in cand for _ in (0, 1)],
-                                                                     len(chain.layers)))
+                                                                     chain, affine))
         out.rounds += 1
         still = parent_open & ~empty
         child_score = np.where(still, score, np.inf).min(axis=1)
@@ -299,6 +299,7 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
                 return out
         live = keep[still[keep].any(axis=1)]
         if live.size:
+            packed = _packed_layers(res, affine)
             gaps = _centre_gaps(forward, rows, lo[live], hi[live], best[live], score[live])
             dims = _split_dims(res.lower_coef[live], best[live], still[live], lo[live], hi[live], gaps, hi0 - lo0)
             for j, ch in enumerate(live):
@@ -306,7 +307,7 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
                 out.max_depth = max(out.max_depth, depth)
                 counter += 1
                 heapq.heappush(queue, (float(score[ch][still[ch]].min()), counter, depth, lo[ch], hi[ch], still[ch],
-                                       int(dims[j]), _packed_layers(res, affine, ch)))
+                                       int(dims[j]), _row(packed, ch)))
         if queue and out.rounds % ATTACK_EVERY == 0:
             l, h = queue[0][3], queue[0][4]
             found = attack(l, h)
@@ -318,21 +319,30 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
     return out
 
 
-def _packed_layers(res, affine: list[int], b: int) -> dict | None:
-    """Box b's bounds of every Affine layer's outputs, float32 rounded outward (a queued box's; its
-    children's bounds are intersected with them: they hold on every sub-box), or None."""
-    if res.layers is None:
+def _packed_layers(res, affine: list[int]) -> np.ndarray | None:
+    """Per box, the bounds of every Affine layer's outputs (lower and upper, layer after layer) in one
+    float32 row rounded outward (a queued box's; its children's bounds are intersected with them: they
+    hold on every sub-box), or None."""
+    if res.layers is None or not REUSE_PARENT_BOUNDS:
         return None
-    return {k: outward_float32(res.layers[k][0][b], res.layers[k][1][b]) for k in affine}
+    return np.concatenate([np.concatenate(outward_float32(*res.layers[k]), axis=1) for k in affine], axis=1)
 
 
-def _parents_layers(packed: list, n_layers: int) -> list | None:
-    """``ReluSplits.prior`` of a round's children from their parents' packed bounds (None if any has none)."""
+def _row(packed: np.ndarray | None, b: int) -> np.ndarray | None:
+    return None if packed is None else packed[b].copy()
+
+
+def _parents_layers(packed: list, chain: AffineReluChain, affine: list[int]) -> list | None:
+    """``ReluSplits.prior`` of a round's children from their parents' rows of ``_packed_layers``
+    (None if any has none)."""
     if any(p is None for p in packed):
         return None
-    prior = [None] * n_layers
-    for k in packed[0]:
-        prior[k] = (np.array([p[k][0] for p in packed], np.float64), np.array([p[k][1] for p in packed], np.float64))
+    flat = np.array(packed, np.float64)
+    prior, at = [None] * len(chain.layers), 0
+    for k in affine:
+        n = chain.layers[k].weight.shape[0]
+        prior[k] = (flat[:, at:at + n], flat[:, at + n:at + 2 * n])
+        at += 2 * n
     return prior
 
 

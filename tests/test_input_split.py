@@ -170,3 +170,34 @@ def test_optimise_gate_stops_at_depths_where_optimising_does_not_close_boxes():
     gate.record(depth[:4], np.ones(4, bool))  # 4 of 36 closed: above MIN_CLOSE_RATE
     assert gate.select(np.array([3]), np.array([True])).all()
     assert gate.select(np.array([10_000]), np.array([True])).all()  # depths beyond the table share its last slot
+
+
+def test_children_start_from_their_parents_layer_bounds():
+    """A parent's packed layer bounds, as the prior of its two halves: the halves' bounds lie within the
+    parent's, are tighter than their own without the prior somewhere, and contain sampled values."""
+    from absint.domains.deeppoly_batch import ReluSplits, deeppoly_boxes
+    from absint.input_split import _packed_layers, _parents_layers
+    from absint.network import Affine
+
+    rng = np.random.default_rng(5)
+    net = random_chain(rng, (3, 20, 20, 20, 2))
+    chain = AffineReluChain.from_network(net)
+    affine = [k for k, layer in enumerate(chain.layers) if isinstance(layer, Affine)]
+    lo, hi = -np.ones((1, 3)), np.ones((1, 3))
+    parent = deeppoly_boxes(chain, lo, hi, lower_coef=True, splits=ReluSplits({}))
+    halves_lo, halves_hi = np.repeat(lo, 2, axis=0), np.repeat(hi, 2, axis=0)
+    halves_hi[0, 1] = halves_lo[1, 1] = 0.0
+    packed = _packed_layers(parent, affine)[0]
+    prior = _parents_layers([packed, packed], chain, affine)
+    own = deeppoly_boxes(chain, halves_lo, halves_hi, lower_coef=True, splits=ReluSplits({}))
+    got = deeppoly_boxes(chain, halves_lo, halves_hi, lower_coef=True, splits=ReluSplits({}, prior))
+    tighter = False
+    for k in affine:
+        (pl, ph), (ol, oh), (gl, gh) = parent.layers[k], own.layers[k], got.layers[k]
+        assert np.all(gl >= pl[0] - 1e-6) and np.all(gh <= ph[0] + 1e-6)
+        tighter |= bool(np.any(gl > ol + 1e-6) or np.any(gh < oh - 1e-6))
+    assert tighter
+    for b in range(2):
+        x = halves_lo[b] + rng.random((4000, 3)) * (halves_hi[b] - halves_lo[b])
+        y = net.forward(x)
+        assert np.all(y >= got.lower[b]) and np.all(y <= got.upper[b])
