@@ -43,6 +43,9 @@ PAIR_COMBINATIONS = True
 #: children's layer bounds are intersected with their parent's (kept float32 in the queue): fewer unstable
 #: ReLUs to back-substitute, tighter relaxations
 REUSE_PARENT_BOUNDS = True
+#: at most this many bytes of layer bounds in the queue (ACAS Xu: ~2.4 KB a box); beyond, children of
+#: boxes queued without them start from their own bounds
+PARENT_BOUNDS_BYTES = 1 << 30
 #: Adam iterations of optimised slopes on the boxes DeepPoly leaves open where it pays (``OptimiseGate``;
 #: 0: DeepPoly only)
 OPTIMISE_ITERATIONS = 20
@@ -300,6 +303,8 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
         live = keep[still[keep].any(axis=1)]
         if live.size:
             packed = _packed_layers(res, affine)
+            if packed is not None and (len(queue) + live.size) * packed.shape[1] * 4 > PARENT_BOUNDS_BYTES:
+                packed = None  # the queue's copies of layer bounds stay within their budget
             gaps = _centre_gaps(forward, rows, lo[live], hi[live], best[live], score[live])
             dims = _split_dims(res.lower_coef[live], best[live], still[live], lo[live], hi[live], gaps, hi0 - lo0)
             for j, ch in enumerate(live):

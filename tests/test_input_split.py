@@ -201,3 +201,25 @@ def test_children_start_from_their_parents_layer_bounds():
         x = halves_lo[b] + rng.random((4000, 3)) * (halves_hi[b] - halves_lo[b])
         y = net.forward(x)
         assert np.all(y >= got.lower[b]) and np.all(y <= got.upper[b])
+
+
+def test_parent_bounds_stay_within_their_byte_budget(monkeypatch):
+    """With no bytes for parents' layer bounds the search still decides (children use their own bounds)
+    and queues no bounds; with the default budget it queues them."""
+    from absint import input_split
+
+    queued = []
+    push = input_split.heapq.heappush
+
+    def record(queue, item):
+        queued.append(item[7] is not None)
+        push(queue, item)
+
+    monkeypatch.setattr(input_split.heapq, "heappush", record)
+    net = bump_net()
+    top = _grid_max(net)
+    assert _search(net, top * 1.02 + 1e-3, optimise=10).result == "holds" and all(queued)
+    queued.clear()
+    monkeypatch.setattr(input_split, "PARENT_BOUNDS_BYTES", 0)
+    assert _search(net, top * 1.02 + 1e-3, optimise=10).result == "holds"
+    assert len(queued) > 1 and not any(queued[1:])  # the root's are kept: one row
