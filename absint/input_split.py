@@ -40,6 +40,8 @@ ATTACK_EVERY = 32
 UNEXPLAINED_WEIGHT = 0.01
 #: also prove a conjunctive disjunct empty by convex combinations of two of its rows (``_pair_lower``)
 PAIR_COMBINATIONS = True
+#: ... only with at most this many inputs, on chunks of boxes of about PAIR_CHUNK_BYTES of temporaries
+PAIR_MAX_INPUTS, PAIR_CHUNK_BYTES = 32, 32 << 20
 #: children's layer bounds are intersected with their parent's (kept float32 in the queue): fewer unstable
 #: ReLUs to back-substitute, tighter relaxations
 REUSE_PARENT_BOUNDS = True
@@ -126,35 +128,46 @@ def _disjunct_scores(low: np.ndarray, rows: RowSets, pairs: np.ndarray | None = 
 
 def _pair_lower(coef: np.ndarray, const: np.ndarray, lo: np.ndarray, hi: np.ndarray, rows: RowSets) -> np.ndarray:
     """Per box and disjunct, a sound lower bound of max(row_r, row_s) over the box from the best convex
-    combination of two rows' linear lower bounds row_r >= Λ_r x + c_r (-inf with fewer than two rows).
+    combination of two rows' linear lower bounds row_r >= Λ_r x + c_r (-inf with fewer than two rows, or
+    with more than ``PAIR_MAX_INPUTS`` inputs: the candidates cost (pairs x inputs²) per box).
 
     A disjunct (a conjunction A y <= b) is empty when max_r row_r > 0 on the box; that follows from
     t row_r + (1 - t) row_s > 0 for any t in [0, 1], whose lower bound
     v(t) = t c_r + (1-t) c_s + Σ_i min(g_i lo_i, g_i hi_i), g = t Λ_r + (1-t) Λ_s, is concave and
-    piecewise linear in t: its maximum is at t = 0, 1 (the single rows) or where some g_i = 0. This is
-    the LP dual of min_x max(Λ_r x + c_r, Λ_s x + c_s) restricted to two rows; on ACAS Xu's conjunctive
-    properties (2, 3, 4) it proves boxes on which no single row is positive. Rounding: every term's
-    error is below gamma_{n+6} times its magnitude (Higham Thm 3.1)."""
+    piecewise linear in t: its maximum is at t = 0, 1 (the single rows, which the caller has) or where
+    some g_i = 0, the candidates tried here. This is the LP dual of min_x max(Λ_r x + c_r, Λ_s x + c_s);
+    on ACAS Xu's conjunctive properties (2, 3, 4) it proves boxes on which no single row is positive.
+    Rounding: every term's error is below gamma_{n+6} times its magnitude (Higham Thm 3.1)."""
     n_box, n_in = lo.shape
     out = np.full((n_box, len(rows.slices)), -np.inf)
-    mag = np.maximum(np.abs(lo), np.abs(hi))[:, None, None, :]
+    if n_in > PAIR_MAX_INPUTS:
+        return out
     for k, s in enumerate(rows.slices):
         r, q = np.triu_indices(s.stop - s.start, 1)
         if not r.size:
             continue
-        Lr, Lq = coef[:, s.start + r], coef[:, s.start + q]              # (B, P, n)
-        cr, cq = const[:, s.start + r], const[:, s.start + q]            # (B, P)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = Lq / (Lq - Lr)                                          # g_i(t) = 0
-        t = np.where(np.isfinite(t) & (t > 0) & (t < 1), t, 0.0)[..., None]  # (B, P, n cand, 1)
-        g = t * Lr[:, :, None] + (1 - t) * Lq[:, :, None]               # (B, P, cand, n)
-        v = (t[..., 0] * cr[..., None] + (1 - t[..., 0]) * cq[..., None]
-             + np.minimum(g * lo[:, None, None], g * hi[:, None, None]).sum(axis=-1))
-        err = gamma(n_in + 6) * (t[..., 0] * np.abs(cr)[..., None] + (1 - t[..., 0]) * np.abs(cq)[..., None]
-                                 + ((t * np.abs(Lr)[:, :, None] + (1 - t) * np.abs(Lq)[:, :, None]) * mag).sum(axis=-1))
-        v = np.nextafter(v - inflate(err), -np.inf)
-        out[:, k] = np.where(np.isnan(v), -np.inf, v).max(axis=(1, 2))
+        step = max(1, PAIR_CHUNK_BYTES // (8 * r.size * n_in * n_in))
+        for b in range(0, n_box, step):
+            out[b:b + step, k] = _pair_values(coef[b:b + step, s.start + r], coef[b:b + step, s.start + q],
+                                              const[b:b + step, s.start + r], const[b:b + step, s.start + q],
+                                              lo[b:b + step], hi[b:b + step])
     return out
+
+
+def _pair_values(Lr, Lq, cr, cq, lo, hi) -> np.ndarray:
+    """``_pair_lower`` on boxes (B, n) for row pairs with coefficients (B, P, n) and constants (B, P)."""
+    n_in = lo.shape[1]
+    mag = np.maximum(np.abs(lo), np.abs(hi))[:, None, None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = Lq / (Lq - Lr)                                              # g_i(t) = 0
+    t = np.where(np.isfinite(t) & (t > 0) & (t < 1), t, 0.0)[..., None]  # (B, P, n cand, 1)
+    g = t * Lr[:, :, None] + (1 - t) * Lq[:, :, None]                   # (B, P, cand, n)
+    v = (t[..., 0] * cr[..., None] + (1 - t[..., 0]) * cq[..., None]
+         + np.minimum(g * lo[:, None, None], g * hi[:, None, None]).sum(axis=-1))
+    err = gamma(n_in + 6) * (t[..., 0] * np.abs(cr)[..., None] + (1 - t[..., 0]) * np.abs(cq)[..., None]
+                             + ((t * np.abs(Lr)[:, :, None] + (1 - t) * np.abs(Lq)[:, :, None]) * mag).sum(axis=-1))
+    v = np.nextafter(v - inflate(err, 3 * n_in + 6), -np.inf)  # (3n + 6 terms: products may underflow)
+    return np.where(np.isnan(v), -np.inf, v).max(axis=(1, 2))
 
 
 def _split_dims(coef: np.ndarray, best: np.ndarray, open_: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -224,6 +237,8 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
         res = deeppoly_boxes(chain, lo, hi, sound_fp, lower_coef=True, splits=splits)
         out.boxes += len(lo)
         pairs = _pair_lower(res.lower_coef, res.lower_const, lo, hi, rows) if PAIR_COMBINATIONS else None
+        if sound_fp and res.infeasible is not None and res.infeasible.any():
+            raise RuntimeError("sound layer bounds crossed on a non-empty input box (a bug)")
         empty, score, best = _disjunct_scores(res.lower, rows, pairs)
         if gate is not None:
             pick = gate.select(depth, (open_in & ~empty).any(axis=1))
@@ -232,12 +247,12 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
                 empty, score, best = _disjunct_scores(low, rows, pairs)
                 gate.record(depth[pick], ~(open_in & ~empty)[pick].any(axis=1))
                 late = deep_gate is not None and out.boxes > INTERMEDIATE_AFTER
-                deeper = deep_gate.select(depth, pick & (open_in & ~empty).any(axis=1)) if late else pick[:0]
+                deeper = deep_gate.select(depth, pick & (open_in & ~empty).any(axis=1)) if late else pick[:0]  # [:0]: none
                 if deeper.any():
                     idx = np.flatnonzero(deeper)
                     tight, layers = _tightened_rows(chain, res, lo, hi, rows, optimise, idx, open_in[idx] & ~empty[idx])
                     low[idx] = np.maximum(low[idx], tight)
-                    for k in affine:  # the children start from the tightened bounds
+                    for k in affine[:-1]:  # the children start from the tightened bounds (the rows: ``low``)
                         res.layers[k][0][idx] = np.maximum(res.layers[k][0][idx], layers[k][0])
                         res.layers[k][1][idx] = np.minimum(res.layers[k][1][idx], layers[k][1])
                     empty, score, best = _disjunct_scores(low, rows, pairs)
@@ -365,7 +380,7 @@ def _optimised_rows(chain: AffineReluChain, res, lo: np.ndarray, hi: np.ndarray,
         row_open[:, s] = ~empty[:, d:d + 1]
     sub, row = np.nonzero(row_open)
     if not sub.size:
-        return res.lower
+        return res.lower.copy()
     pp = PairProblem.gather(chain, res.layers, {}, lo, hi, sub, row)
     opt = optimise_pairs(pp, iterations=iterations)
     low = res.lower.copy()
@@ -374,7 +389,7 @@ def _optimised_rows(chain: AffineReluChain, res, lo: np.ndarray, hi: np.ndarray,
 
 
 def _tightened_rows(chain: AffineReluChain, res, lo: np.ndarray, hi: np.ndarray, rows: RowSets, iterations: int,
-                    boxes: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+                    boxes: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, list]:
     """Row lower bounds (len(boxes), R) of ``boxes`` with optimised intermediate bounds (alpha-CROWN's,
     ``optimise_intermediate``) and then optimised rows of the disjuncts ``wanted`` (len(boxes), D); and
     those layer bounds."""

@@ -117,7 +117,7 @@ def _conjunction_rows(net, A, b):
     return chain, RowSets(A, b, np.zeros(len(b), bool), (slice(0, len(b)),))
 
 
-def test_pair_combinations_are_sound_lower_bounds_of_the_rows_max():
+def test_pair_combinations_are_sound_lower_bounds_of_the_rows_max(monkeypatch):
     """max(row_r, row_s) over sampled points and corners never falls below the pair bound, which is never
     below the best single row's; on some boxes it is higher (else the test proves nothing)."""
     from absint.domains.deeppoly_batch import deeppoly_boxes
@@ -132,6 +132,12 @@ def test_pair_combinations_are_sound_lower_bounds_of_the_rows_max():
     hi = lo + rng.random((30, 3)) * 1.5
     res = deeppoly_boxes(chain, lo, hi, lower_coef=True)
     pairs = _pair_lower(res.lower_coef, res.lower_const, lo, hi, rows)[:, 0]
+    from absint import input_split
+
+    monkeypatch.setattr(input_split, "PAIR_CHUNK_BYTES", 1)  # one box at a time: the same values
+    np.testing.assert_array_equal(_pair_lower(res.lower_coef, res.lower_const, lo, hi, rows)[:, 0], pairs)
+    monkeypatch.setattr(input_split, "PAIR_MAX_INPUTS", 2)  # too many inputs: no pair bound
+    assert np.all(_pair_lower(res.lower_coef, res.lower_const, lo, hi, rows) == -np.inf)
     single = res.lower.max(axis=1)
     assert np.all(pairs >= single - 1e-9) and np.any(pairs > single + 1e-3)
     for k in range(len(lo)):
