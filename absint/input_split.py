@@ -62,8 +62,9 @@ INTERMEDIATE_AFTER = 10_000
 class OptimiseGate:
     """Which boxes DeepPoly leaves open get optimised slopes: those at depths of the search tree where
     optimising closed at least ``MIN_CLOSE_RATE`` of the boxes it was tried on (every depth is tried on
-    its first ``EXPLORE`` boxes). Wide shallow boxes are rarely closed by better slopes and cost ~8 DeepPoly
-    bounds each; deep ones mostly are, each saving the subtree DeepPoly alone would need."""
+    its first ``EXPLORE`` boxes). Wide shallow boxes are rarely closed by better slopes (ACAS Xu 3_3 prop_2:
+    none of the first 31 up to depth 8, 10-40 % deeper), and a closed deep box saves the subtree DeepPoly
+    alone would need."""
 
     EXPLORE = 32
     MIN_CLOSE_RATE = 0.05
@@ -222,8 +223,9 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
     boxes on some instances (3_3 prop_1: 541 vs 1327) and far more on others (1_1 prop_3: > 29,000 vs
     6,089), so smear is the default. ``optimise`` > 0 (default ``OPTIMISE_ITERATIONS``): the open rows of
     the boxes DeepPoly does not prove, at depths the ``OptimiseGate`` lets through, are bounded again with
-    that many Adam iterations of optimised slopes (``absint.bab.slopes``, alpha-CROWN). ``out`` (updated as the search goes, so a caller keeps the statistics of a search stopped
-    by ``check_time``) is returned."""
+    that many Adam iterations of optimised slopes (``absint.bab.slopes``, alpha-CROWN). ``out`` (updated
+    as the search goes, so a caller keeps the statistics of a search stopped by ``check_time``) is
+    returned."""
     out = out if out is not None else SplitOutcome("holds")
     optimise = OPTIMISE_ITERATIONS if optimise is None else optimise
 
@@ -233,7 +235,7 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
     affine = [k for k, layer in enumerate(chain.layers) if isinstance(layer, Affine)]
 
     def bound(lo, hi, depth, open_in, prior=None):
-        splits = ReluSplits({}, prior if REUSE_PARENT_BOUNDS else None) if optimise or REUSE_PARENT_BOUNDS else None
+        splits = ReluSplits({}, prior) if optimise or REUSE_PARENT_BOUNDS else None
         res = deeppoly_boxes(chain, lo, hi, sound_fp, lower_coef=True, splits=splits)
         out.boxes += len(lo)
         pairs = _pair_lower(res.lower_coef, res.lower_const, lo, hi, rows) if PAIR_COMBINATIONS else None
@@ -251,10 +253,11 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
                 if deeper.any():
                     idx = np.flatnonzero(deeper)
                     tight, layers = _tightened_rows(chain, res, lo, hi, rows, optimise, idx, open_in[idx] & ~empty[idx])
-                    low[idx] = np.maximum(low[idx], tight)
+                    # fmax/fmin: a NaN from the float32 iterates never replaces a bound
+                    low[idx] = np.fmax(low[idx], tight)
                     for k in affine[:-1]:  # the children start from the tightened bounds (the rows: ``low``)
-                        res.layers[k][0][idx] = np.maximum(res.layers[k][0][idx], layers[k][0])
-                        res.layers[k][1][idx] = np.minimum(res.layers[k][1][idx], layers[k][1])
+                        res.layers[k][0][idx] = np.fmax(res.layers[k][0][idx], layers[k][0])
+                        res.layers[k][1][idx] = np.fmin(res.layers[k][1][idx], layers[k][1])
                     empty, score, best = _disjunct_scores(low, rows, pairs)
                     deep_gate.record(depth[idx], ~(open_in & ~empty)[idx].any(axis=1))
         return res, empty, score, best
@@ -269,7 +272,7 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
     heapq.heappush(queue, (float(score[0][open_root].min()), counter, 0, lo0, hi0, open_root,
                            int(_split_dims(root.lower_coef, best, open_root[None], lo0[None], hi0[None],
                                            _centre_gaps(forward, rows, lo0[None], hi0[None], best, score),
-                                           hi0 - lo0)[0]), _row(_packed_layers(root, affine), 0)))
+                                           hi0 - lo0)[0]), _row(_packed_layers(root, affine, [0]), 0)))
     lookahead = lookahead and splittable.size <= MAX_LOOKAHEAD
     k_round = MIN_ROUND
     while queue:
@@ -317,7 +320,7 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
                 return out
         live = keep[still[keep].any(axis=1)]
         if live.size:
-            packed = _packed_layers(res, affine)
+            packed = _packed_layers(res, affine, live)
             if packed is not None and (len(queue) + live.size) * packed.shape[1] * 4 > PARENT_BOUNDS_BYTES:
                 packed = None  # the queue's copies of layer bounds stay within their budget
             gaps = _centre_gaps(forward, rows, lo[live], hi[live], best[live], score[live])
@@ -327,7 +330,7 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
                 out.max_depth = max(out.max_depth, depth)
                 counter += 1
                 heapq.heappush(queue, (float(score[ch][still[ch]].min()), counter, depth, lo[ch], hi[ch], still[ch],
-                                       int(dims[j]), _row(packed, ch)))
+                                       int(dims[j]), _row(packed, j)))
         if queue and out.rounds % ATTACK_EVERY == 0:
             l, h = queue[0][3], queue[0][4]
             found = attack(l, h)
@@ -339,16 +342,18 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
     return out
 
 
-def _packed_layers(res, affine: list[int]) -> np.ndarray | None:
-    """Per box, the bounds of every Affine layer's outputs (lower and upper, layer after layer) in one
-    float32 row rounded outward (a queued box's; its children's bounds are intersected with them: they
-    hold on every sub-box), or None."""
+def _packed_layers(res, affine: list[int], boxes) -> np.ndarray | None:
+    """Per box of ``boxes``, the bounds of every Affine layer's outputs (lower and upper, layer after layer)
+    in one float32 row rounded outward (a queued box's; its children's bounds are intersected with them:
+    they hold on every sub-box), or None."""
     if res.layers is None or not REUSE_PARENT_BOUNDS:
         return None
-    return np.concatenate([np.concatenate(outward_float32(*res.layers[k]), axis=1) for k in affine], axis=1)
+    return np.concatenate([np.concatenate(outward_float32(res.layers[k][0][boxes], res.layers[k][1][boxes]), axis=1)
+                           for k in affine], axis=1)
 
 
 def _row(packed: np.ndarray | None, b: int) -> np.ndarray | None:
+    """Row b of ``_packed_layers``' array (a copy: a queued box keeps only its own), or None."""
     return None if packed is None else packed[b].copy()
 
 

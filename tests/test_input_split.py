@@ -193,7 +193,7 @@ def test_children_start_from_their_parents_layer_bounds():
     parent = deeppoly_boxes(chain, lo, hi, lower_coef=True, splits=ReluSplits({}))
     halves_lo, halves_hi = np.repeat(lo, 2, axis=0), np.repeat(hi, 2, axis=0)
     halves_hi[0, 1] = halves_lo[1, 1] = 0.0
-    packed = _packed_layers(parent, affine)[0]
+    packed = _packed_layers(parent, affine, [0])[0]
     prior = _parents_layers([packed, packed], chain, affine)
     own = deeppoly_boxes(chain, halves_lo, halves_hi, lower_coef=True, splits=ReluSplits({}))
     got = deeppoly_boxes(chain, halves_lo, halves_hi, lower_coef=True, splits=ReluSplits({}, prior))
