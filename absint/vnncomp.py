@@ -396,8 +396,10 @@ def _mp_context():
 
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        # onnx itself too: importing it takes ~0.7 s, which each instance's time would otherwise count
-        ctx.set_forkserver_preload(["absint.vnncomp", "absint.verify", "absint.vnnlib", "absint.onnx_import", "onnx"])
+        # onnx itself too: importing it takes ~0.7 s, which each instance's time would otherwise count;
+        # warm_start loads numba's compiler (~0.3 s per process at its first kernel call otherwise)
+        ctx.set_forkserver_preload(["absint.vnncomp", "absint.verify", "absint.vnnlib", "absint.onnx_import", "onnx",
+                                    "absint.warm_start"])
         return ctx
     return mp.get_context("spawn")
 
@@ -433,6 +435,9 @@ def _run_local(tasks, opts, record, guard_slack, jobs) -> None:
                 # registered before it starts: a Ctrl-C during start() still stops it in the finally below
                 running[recv] = (k, inst, proc, start, start + timeout * GUARD_FACTOR + guard_slack)
                 proc.start()
+                # the guard counts from the worker's start, not from the forkserver's own first start-up
+                start = time.monotonic()
+                running[recv] = (k, inst, proc, start, start + timeout * GUARD_FACTOR + guard_slack)
                 send.close()
             now = time.monotonic()
             wait_s = max(0.0, min(v[4] for v in running.values()) - now)

@@ -212,6 +212,31 @@ def test_run_benchmark_local_processes(tmp_path):
     assert as_dict["all"]["total s"] == pytest.approx(sum(r.time_s for r in rows), abs=0.01)
 
 
+def _worker_state(conn):
+    import sys
+
+    from numba.np.ufunc import parallel
+
+    conn.send(("absint.warm_start" in sys.modules, "numba.cpython.mathimpl" in sys.modules,
+               bool(parallel._is_initialized)))
+    conn.close()
+
+
+@pytest.mark.skipif("forkserver" not in __import__("multiprocessing").get_all_start_methods(),
+                    reason="no forkserver start method on this platform")
+def test_workers_start_with_numba_loaded_but_no_threads():
+    """Instance workers come from a forkserver that has numba's compiler loaded (absint.warm_start) and
+    has not started numba's thread pool (OpenMP threads do not survive a fork)."""
+    ctx = vc._mp_context()
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_worker_state, args=(send,))
+    proc.start()
+    send.close()
+    state = recv.recv()
+    proc.join(10)
+    assert state == (True, True, False)
+
+
 def test_run_benchmark_empty_and_single(tmp_path):
     make_folder(tmp_path, [])
     assert vc.run_benchmark(tmp_path, out=tmp_path / "r.csv") == []
