@@ -213,12 +213,14 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
                  check_counterexample: Callable[[np.ndarray], tuple | None],
                  attack: Callable[[np.ndarray, np.ndarray], tuple | None],
                  check_time: Callable[[], None], sound_fp: bool = True, lookahead: bool = False,
-                 optimise: int | None = None, out: SplitOutcome | None = None) -> SplitOutcome:
+                 optimise: int | None = None, background: Callable[[], tuple | None] | None = None,
+                 out: SplitOutcome | None = None) -> SplitOutcome:
     """Decide "no point of [lo0, hi0] reaches any disjunct" by input splitting (see the module docstring).
 
     ``forward`` maps flat inputs (N, n_in) to outputs; ``check_counterexample(x)`` returns the re-checked
     (x, y) or None; ``attack(lo, hi)`` is a gradient falsifier on one box; ``check_time`` raises at the
-    deadline. ``lookahead``: split each box along every dimension on trial and keep the dimension whose
+    deadline; ``background()``, called every round, is a falsifier that keeps to its own time share (a
+    ``RegionAttack``) and returns a re-checked (x, y) or None. ``lookahead``: split each box along every dimension on trial and keep the dimension whose
     halves have the best summed bound (ties to the smear dimension); measured on ACAS Xu it needs fewer
     boxes on some instances (3_3 prop_1: 541 vs 1327) and far more on others (1_1 prop_3: > 29,000 vs
     6,089), so smear is the default. ``optimise`` > 0 (default ``OPTIMISE_ITERATIONS``): the open rows of
@@ -331,12 +333,14 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
                 counter += 1
                 heapq.heappush(queue, (float(score[ch][still[ch]].min()), counter, depth, lo[ch], hi[ch], still[ch],
                                        int(dims[j]), _row(packed, j)))
+        found = None
         if queue and out.rounds % ATTACK_EVERY == 0:
-            l, h = queue[0][3], queue[0][4]
-            found = attack(l, h)
-            if found is not None:
-                out.result = found
-                return out
+            found = attack(queue[0][3], queue[0][4])
+        if found is None and background is not None:
+            found = background()
+        if found is not None:
+            out.result = found
+            return out
         elapsed = time.perf_counter() - t0
         k_round = int(np.clip(k_round * ROUND_SECONDS / max(elapsed, 1e-4), MIN_ROUND, MAX_ROUND))
     return out

@@ -11,6 +11,12 @@ attacks run only while their total time stays within ``SHARE`` of the search's e
 instances never pay for them (with 0.25 the 182 ACAS Xu instances decided before these attacks averaged
 1.02 s, against 0.90 s in the previous run; with 0.1 1_9 prop_7 fell in 34 s, next to another job,
 instead of 26 s).
+
+Half of the points are drawn on the box's faces: each of their coordinates sits at its lower or upper
+bound with probability ``FACE_SHARE`` / 2 each. A piecewise-linear margin takes its minimum at a vertex of
+its linear pieces, often on the box's boundary (1_9 prop_7's counterexample has x_2 at its lower bound).
+Measured over 5 seeds: uniform points alone needed 2-8 attacks (0.1-2.7 s) on 1_9 prop_7, the mix found
+it in the first attack (0.01 s) every time; 5_3 prop_2 took 1-3 attacks either way (faces only: 5-6).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ FIRST_SAMPLES, MAX_SAMPLES = 1 << 12, 1 << 18
 STARTS, STEPS, LR = 64, 100, 0.01
 #: attacks take at most this share of the time since the attacker was made
 SHARE = 0.1
+#: in the second half of the samples, the probability that a coordinate is put at a bound of the box
+FACE_SHARE = 0.5
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-30
 
 
@@ -93,6 +101,9 @@ class RegionAttack:
 
     def _attack(self):
         x = self.lo + self.rng.random((self.samples, self.lo.size)) * (self.hi - self.lo)
+        half = self.samples // 2
+        u = self.rng.random((self.samples - half, self.lo.size))
+        x[half:] = np.where(u < FACE_SHARE / 2, self.lo, np.where(u > 1 - FACE_SHARE / 2, self.hi, x[half:]))
         d = self.forward(x) @ self.A.T - self.b
         for s in self.slices:
             if s.stop == s.start:

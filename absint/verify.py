@@ -233,8 +233,8 @@ def _batched_split(search: _Search, region: Region, chain, A, b, strict, slices,
         with thread_budget(1):  # small products: one BLAS thread is faster, and leaves a core to other jobs
             split_search(chain, RowSets(A, b, strict, tuple(slices)), lo0, hi0, forward=forward,
                          check_counterexample=check,
-                         attack=lambda lo, hi: _falsify(search, region, lo, hi, A, b, slices, 16, 8) or region_attack(),
-                         check_time=search.check_time, out=outcome)
+                         attack=lambda lo, hi: _falsify(search, region, lo, hi, A, b, slices, 16, 8),
+                         background=region_attack, check_time=search.check_time, out=outcome)
     finally:
         search.boxes += outcome.boxes
         search.analyses += outcome.rounds + 1
