@@ -25,7 +25,7 @@ def _grid_max(net):
     return net.forward(x).max()
 
 
-def _search(net, threshold, lookahead=False, check_time=lambda: None, out=None, optimise=0):
+def _search(net, threshold, lookahead=False, check_time=lambda: None, out=None, optimise=0, background=None):
     """Is y >= threshold reachable on [0, 1]^2? (unsafe row: -y <= -threshold)."""
     A, b = np.array([[-1.0]]), np.array([-threshold])
     chain = AffineReluChain.from_network(spec_network(net, A, b))
@@ -37,7 +37,7 @@ def _search(net, threshold, lookahead=False, check_time=lambda: None, out=None, 
 
     return split_search(chain, rows, np.zeros(2), np.ones(2), forward=net.forward, check_counterexample=check,
                         attack=lambda lo, hi: None, check_time=check_time, lookahead=lookahead, out=out,
-                        optimise=optimise)
+                        optimise=optimise, background=background)
 
 
 @pytest.mark.parametrize("lookahead, optimise, intermediate_after", [(False, 0, None), (True, 0, None), (False, 10, None),
@@ -99,6 +99,20 @@ def test_statistics_survive_a_deadline():
     with pytest.raises(Stop):
         _search(net, _grid_max(net) + 1e-6, check_time=check_time, out=out)
     assert out.rounds == 3 and out.boxes > 3 and out.max_depth >= 1
+
+
+def test_background_falsifier_runs_every_round_and_ends_the_search():
+    """``background`` is offered every round; the first (x, y) it returns is the search's result."""
+    net = bump_net()
+    top = _grid_max(net)
+    calls = []
+    holds = _search(net, top * 1.02 + 1e-3, background=lambda: calls.append(1))
+    assert holds.result == "holds" and len(calls) == holds.rounds and holds.rounds > 1
+    x = np.array([0.5, 0.5])
+    pair = (x, net.forward(x[None])[0])
+    calls.clear()
+    found = _search(net, top * 1.02 + 1e-3, background=lambda: pair if calls.append(1) or len(calls) == 3 else None)
+    assert found.result is pair and len(calls) == 3
 
 
 def test_verify_uses_batched_splitting_for_chains():
