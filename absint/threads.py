@@ -13,6 +13,8 @@ from contextlib import contextmanager
 import numba
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
+from kernels._config import single_threaded
+
 
 def cores() -> int:
     """CPUs this process may run on."""
@@ -24,13 +26,22 @@ def cores() -> int:
 
 @contextmanager
 def thread_budget(n: int):
-    """``with thread_budget(n):`` BLAS and numba use at most ``n`` threads (restored on exit)."""
+    """``with thread_budget(n):`` BLAS and numba use at most ``n`` threads (restored on exit).
+
+    With one thread, the kernels' small-call wrappers (``kernels._config.serial_when_small``) also stop
+    switching numba's thread count around each call (``single_threaded``): a switch costs ~3.4 µs (one
+    get, two sets), ~2 s of ~30 s on ACAS Xu 4_2 prop_2, whose slope optimisations make ~650k small
+    kernel calls (in-process runs of that instance vary by more than that: 25-32 s either way)."""
     n = max(1, int(n))
     previous = numba.get_num_threads()
     with threadpool_limits(limits=n, user_api="blas"):
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
         try:
-            yield
+            if n == 1:
+                with single_threaded():
+                    yield
+            else:
+                yield
         finally:
             numba.set_num_threads(previous)
 
