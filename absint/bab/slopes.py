@@ -109,11 +109,14 @@ class PairProblem:
         last), bounded from below, or from above where ``row_sign`` is -1."""
         top = top % len(chain.layers)
         unstable, fixed, su, bu, sign, mag, affine_v, area, pl, pu = {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
+        # the magnitudes' products only for the sub-problems the pairs use (input splitting asks for a few
+        # boxes of a round of up to 1024)
+        used, at = np.unique(sub, return_inverse=True)
         for j, layer in enumerate(chain.layers[:top + 1]):
             lo_in, hi_in = (lower, upper) if j == 0 else layers[j - 1]
             m = np.maximum(np.abs(lo_in), np.abs(hi_in))
             if isinstance(layer, Affine):
-                affine_v[j] = (m @ np.abs(layer.weight).T + np.abs(layer.bias))[sub]
+                affine_v[j] = (m[used] @ np.abs(layer.weight).T + np.abs(layer.bias))[at]
                 continue
             l, u = lo_in[sub], hi_in[sub]
             cross = (l < 0) & (u > 0)
