@@ -36,6 +36,7 @@ def _attacker(net, A, b, **kw):
     lo, hi = -np.ones(2), np.ones(2)
     attack = RA.RegionAttack(lambda x: net.forward(x), lambda x, c: vjp(net, x, c), A, b, [slice(0, len(b))],
                              lo, hi, check, np.random.default_rng(0), **kw)
+    attack.started -= RA.FIRST_AFTER  # old enough for a first attack
     return attack, checked
 
 
@@ -64,6 +65,9 @@ def test_time_share_gates_attacks(monkeypatch):
     net = _l1_distance_net()
     A, b = np.array([[1.0]]), np.array([-1.0])
     attack, _ = _attacker(net, A, b)
+    attack.started = time.perf_counter()
+    attack()
+    assert attack.attacks == 0, "an attack ran before FIRST_AFTER"
     attack.spent = 10.0  # already 10 s of attacks in a search younger than 40 s: no new attack
     calls = []
     monkeypatch.setattr(attack, "_attack", lambda: calls.append(1))
@@ -106,6 +110,7 @@ def test_half_the_points_lie_on_the_faces():
 
     attack = RA.RegionAttack(forward, lambda x, c: vjp(net, x, c), A, b, [slice(0, 1)], -np.ones(2), np.ones(2),
                              lambda x: None, np.random.default_rng(1))
+    attack.started -= RA.FIRST_AFTER
     attack()
     x = seen[0]
     assert len(x) == RA.FIRST_SAMPLES
