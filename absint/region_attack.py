@@ -9,9 +9,9 @@ on prop_7 of network 1_9 the signed steps never reached a counterexample from 65
 Adam did in 1 of 5 seeds (2 of 5 from 262,144). Each failed attack doubles the next one's samples, and
 attacks run only while their total time stays within ``SHARE`` of the search's elapsed time, so easy
 instances never pay much for them. Input splitting offers an attack every round (``split_search``'s
-``background``). Full ACAS Xu runs (186 instances, 2 jobs, face points below): total 186.1 s with 0.1,
-182.0 s with 0.03 (the holds pay less, 1_5 and 5_3 prop_2 wait longer: 1.4 / 0.7 s against 4.2 / 3.0 s);
-0.05 is between.
+``background``) once it is ``FIRST_AFTER`` old. Full ACAS Xu runs (186 instances, 2 jobs, face points
+below, no FIRST_AFTER yet): total 186.1 s with 0.1, 182.0 s with 0.03 (the holds pay less, 1_5 and 5_3
+prop_2 wait longer: 1.4 / 0.7 s against 4.2 / 3.0 s); 0.05 is between.
 
 Half of the points are drawn on the box's faces: each of their coordinates sits at its lower or upper
 bound with probability ``FACE_SHARE`` / 2 each. A piecewise-linear margin takes its minimum at a vertex of
