@@ -4,7 +4,8 @@ processes forked from the server do not each pay that at their first kernel call
 
 Measured on ACAS Xu 2_6 prop_3 (one box): the first ``verify`` of a fresh process took 0.25-0.37 s
 without it and 0.05 s with it (0.009 s when every kernel is loaded). Only serial code runs here:
-numba's OpenMP threading layer must not start its threads in a process that forks afterwards.
+with numba's OpenMP threading layer, even loading the cached parallel kernels in the server made every
+forked worker abort ("fork() called from a process already using GNU OpenMP, this is unsafe").
 """
 
 import numba
