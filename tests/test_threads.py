@@ -20,7 +20,7 @@ def _concretize_small():
 
 def test_one_thread_budget_stops_per_call_thread_switches(monkeypatch):
     """Under thread_budget(1) a small kernel call leaves numba's thread count alone (each switch costs
-    ~10 µs); outside it, the small-call wrapper switches to one thread and back."""
+    ~3.4 µs); outside it, the small-call wrapper switches to one thread and back."""
     assert hasattr(concretize_rows, "dispatcher"), "concretize_rows is no longer wrapped by serial_when_small"
     _concretize_small()  # compiled before counting
     calls = []
