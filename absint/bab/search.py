@@ -50,13 +50,7 @@ class BabOptions:
     (``perf/bench_bab.py --set``). Children at depth <= ``intermediate_depth`` get optimised intermediate
     bounds under their splits (``intermediate_iterations``, β on the split neurons) before their rows.
     Larger rounds amortise the per-round work: ``batch`` 128 (capped by the memory budget: 78 on oval21
-    base with 4 GiB) bounded 88 oval21 sub-problems/s vs 73 with 64, 267 vs 245 on mnistfc 256x4.
-
-    Filtered smart branching tries ``branching_candidates`` neurons per split for the first
-    ``late_after`` sub-problems and ``branching_candidates_late`` after: the cheap ranking goes deep
-    fast and decides nearly proved instances (mnistfc 256x4 prop_0_0.03 in 10.5 s, ~2k sub-problems,
-    where 8 candidates had not in 40 s), while long searches gain from better splits (oval21 base
-    img4631 held in 372 s with 8 candidates and timed out at 720 s with 3)."""
+    base with 4 GiB) bounded 88 oval21 sub-problems/s vs 73 with 64, 267 vs 245 on mnistfc 256x4."""
 
     batch: int = 128
     root_iterations: int = 50
@@ -67,8 +61,6 @@ class BabOptions:
     refine_intermediate: bool = True
     intermediate_depth: int = 0
     branching_candidates: int = 3
-    branching_candidates_late: int = 8
-    late_after: int = 4096
     max_subproblems: int | None = None
     memory_bytes: int = 4 << 30
 
@@ -258,7 +250,7 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
                 return out
             t_branch = time.perf_counter()
             choices = choose_splits(pp, opt, sub, row, row_open & np.repeat(still, [s.stop - s.start for s in rows.slices], axis=1), live,
-                                    _candidates(options, out.subproblems))
+                                    options.branching_candidates)
             for b in live:
                 choice = choices.get(int(b))
                 if choice is None:
@@ -297,11 +289,6 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
         batch = _children(chain, subs)
         steps = (options.iterations, options.lr_alpha, options.lr_beta)
         out.rounds += 1
-
-
-def _candidates(options: BabOptions, explored: int) -> int:
-    """FSB candidates per split once ``explored`` sub-problems have been bounded."""
-    return options.branching_candidates if explored < options.late_after else options.branching_candidates_late
 
 
 def _bound_rows(chain, rows: RowSets, batch: _Batch, layers, feasible, lo, hi, steps, check_time):

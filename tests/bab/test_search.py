@@ -146,30 +146,6 @@ def test_queued_subproblems_are_packed_and_restore_their_warm_start():
         assert not a[[1, 3]].any() and not b[[1, 3]].any()
 
 
-def test_branching_candidates_grow_after_late_after_subproblems(monkeypatch):
-    """FSB tries ``branching_candidates`` neurons per split until ``late_after`` sub-problems have been
-    bounded, ``branching_candidates_late`` from then on; the verdict stays the enumeration's."""
-    import absint.bab.search as search
-
-    net, lo, hi, m = _net_and_min(4)
-    A, b = np.ones((1, 1)), np.array([m - 0.002])  # 13 sub-problems in 4 rounds
-    chain = AffineReluChain.from_network(spec_network(net, A, b))
-    out, calls = BabOutcome(), []
-
-    def recording(*args):
-        calls.append((out.subproblems, args[-1]))
-        return choose(*args)
-
-    choose = search.choose_splits
-    monkeypatch.setattr(search, "choose_splits", recording)
-    options = BabOptions(branching_candidates=2, branching_candidates_late=5, late_after=5, batch=8)
-    relu_bab(chain, RowSets(A, b, np.zeros(1, bool), (slice(0, 1),)), lo, hi, check_counterexample=lambda x: None,
-             check_time=lambda: None, options=options, out=out)
-    assert out.result == "holds"
-    assert [k for n, k in calls] == [2 if n < 5 else 5 for n, _ in calls]
-    assert {k for _, k in calls} == {2, 5}, calls
-
-
 def test_queue_over_the_memory_budget_is_unknown():
     rng = np.random.default_rng(3)
     net = random_chain(rng, (20, 40, 40, 40, 2))
