@@ -146,6 +146,47 @@ def test_queued_subproblems_are_packed_and_restore_their_warm_start():
         assert not a[[1, 3]].any() and not b[[1, 3]].any()
 
 
+def _small_conv_net(rng):
+    from absint.network import Conv2d, Reshape
+
+    return Network((2, 6, 6), [Node("c1", Conv2d(rng.normal(size=(3, 2, 3, 3)), rng.normal(size=3), stride=(2, 2)), (-1,)),
+                               Node("r1", ReLU(), (0,)),
+                               Node("flat", Reshape((12,)), (1,)),
+                               Node("fc", Affine(rng.normal(size=(2, 12)), rng.normal(size=2)), (2,))])
+
+
+def test_options_for_network_use_more_candidates_on_convolutions():
+    rng = np.random.default_rng(0)
+    conv, dense = _small_conv_net(rng), random_chain(rng, (4, 6, 2))
+    assert BabOptions.for_network(conv).branching_candidates == 8
+    assert BabOptions.for_network(dense).branching_candidates == BabOptions().branching_candidates == 3
+    assert BabOptions.for_network(conv, branching_candidates=2, batch=7) == BabOptions(branching_candidates=2, batch=7)
+
+
+def test_verify_gives_branch_and_bound_the_options_for_its_network(monkeypatch):
+    """verify(method="bab") searches a conv net with ``CONV_CANDIDATES`` candidates (and its budget)."""
+    import importlib
+
+    verify_module = importlib.import_module("absint.verify")  # the package's ``verify`` is the function
+    seen = []
+
+    def recording(*args, options, **kwargs):
+        seen.append(options)
+        return relu_bab(*args, options=options, **kwargs)
+
+    monkeypatch.setattr(verify_module, "relu_bab", recording)
+    net = _small_conv_net(np.random.default_rng(1))
+    x = np.zeros(net.input_size)
+    y = net.forward(x.reshape((1,) + net.input_shape))[0]
+    hi_class = int(np.argmax(y))
+    decl = "".join(f"(declare-const X_{i} Real)\n" for i in range(x.size)) + "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+    box = "".join(f"(assert (>= X_{i} -0.3))\n(assert (<= X_{i} 0.3))\n" for i in range(x.size))
+    spec = parse_vnnlib(decl + box + f"(assert (>= Y_{1 - hi_class} Y_{hi_class}))\n", net)
+    v = absint.verify(net, spec, timeout=30, method="bab", samples=0, pgd_steps=0)
+    assert v.status in ("holds", "violated", "unknown")
+    assert seen and all(o.branching_candidates == 8 for o in seen), seen
+
+
 def test_queue_over_the_memory_budget_is_unknown():
     rng = np.random.default_rng(3)
     net = random_chain(rng, (20, 40, 40, 40, 2))
