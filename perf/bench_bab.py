@@ -8,8 +8,8 @@ For each instance and setting, ``absint.bab.relu_bab`` runs on the property's fi
 attack first, so the search itself is measured) in this process, for ``--seconds`` or
 ``--max-subproblems``, whichever ends first. The table shows the verdict, wall time, sub-problems and
 sub-problems per second, the root bound (optimised DeepPoly of the whole region), the global bound at
-the end (the worst open sub-problem's; > 0 means proved), depth, and the share of time spent bounding
-vs branching. Settings are compared in one run (the machine is shared; compare ratios, not absolute
+the end (the worst open sub-problem's; > 0 means proved), depth, the share of time spent bounding
+vs branching, and the splits made in each hidden ReLU layer (first/second/...). Settings are compared in one run (the machine is shared; compare ratios, not absolute
 times across runs).
 """
 
@@ -33,6 +33,7 @@ import absint  # noqa: E402
 from absint.bab.search import BabOptions, BabOutcome, relu_bab  # noqa: E402
 from absint.domains.deeppoly_batch import AffineReluChain  # noqa: E402
 from absint.input_split import RowSets  # noqa: E402
+from absint.network import ReLU  # noqa: E402
 from absint.tables import format_table  # noqa: E402
 from absint.threads import thread_budget  # noqa: E402
 from absint.verify import _stack, spec_network  # noqa: E402
@@ -70,7 +71,12 @@ def run_case(net, region, options: BabOptions, seconds: float) -> dict:
             "per_s": out.subproblems / max(wall, 1e-9), "root_bound": out.root_bound,
             "global_bound": out.global_bound, "open": out.queue_size, "depth": out.max_depth,
             "queue_mib": out.queue_bytes_peak / 2**20,
-            "bounding": out.time_bounding / max(wall, 1e-9), "branching": out.time_branching / max(wall, 1e-9)}
+            "bounding": out.time_bounding / max(wall, 1e-9), "branching": out.time_branching / max(wall, 1e-9),
+            "splits_by_layer": "/".join(str(out.splits_by_layer.get(h, 0)) for h in range(1, _hidden_layers(chain) + 1))}
+
+
+def _hidden_layers(chain) -> int:
+    return sum(isinstance(layer, ReLU) for layer in chain.layers)
 
 
 def _overrides(setting: str) -> dict:
@@ -118,10 +124,10 @@ def main(argv=None) -> int:
             print(f"{name} [{setting or 'defaults'}]: {r['status']} {r['wall_s']:.1f} s, {r['subproblems']} sub-problems",
                   file=sys.stderr, flush=True)
     headers = ["instance", "setting", "status", "wall s", "subproblems", "per s", "root bound", "global bound",
-               "open", "depth", "queue MiB", "bounding", "branching"]
+               "open", "depth", "queue MiB", "bounding", "branching", "splits per layer"]
     table = [[r["instance"], r["setting"], r["status"], f"{r['wall_s']:.1f}", r["subproblems"],
               f"{r['per_s']:.1f}", f"{r['root_bound']:.4g}", f"{r['global_bound']:.4g}", r["open"], r["depth"], f"{r['queue_mib']:.0f}",
-              f"{r['bounding']:.0%}", f"{r['branching']:.0%}"] for r in rows]
+              f"{r['bounding']:.0%}", f"{r['branching']:.0%}", r["splits_by_layer"]] for r in rows]
     print(format_table(headers, table))
     if args.csv:
         with open(args.csv, "w", newline="") as f:

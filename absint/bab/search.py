@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -52,7 +52,9 @@ class BabOptions:
     (``perf/bench_bab.py --set``). Children at depth <= ``intermediate_depth`` get optimised intermediate
     bounds under their splits (``intermediate_iterations``, β on the split neurons) before their rows.
     Larger rounds amortise the per-round work: ``batch`` 128 (capped by the memory budget: 78 on oval21
-    base with 4 GiB) bounded 88 oval21 sub-problems/s vs 73 with 64, 267 vs 245 on mnistfc 256x4."""
+    base with 4 GiB) bounded 88 oval21 sub-problems/s vs 73 with 64, 267 vs 245 on mnistfc 256x4.
+    Filtered smart branching tries ``branching_candidates`` neurons per split; ``for_network`` sets
+    the count that suits a network."""
 
     batch: int = 128
     root_iterations: int = 50
@@ -70,10 +72,11 @@ class BabOptions:
     def for_network(cls, net: Network, **overrides) -> "BabOptions":
         """The defaults for ``net``, with ``CONV_CANDIDATES`` FSB candidates when it has a convolution.
 
-        Measured (perf/README.md, bench_bab): on oval21's conv networks 8 candidates beat 3 on every
-        instance tried (cifar_base_kw img4631 holds in 372 s, and times out at 720 s with 3). On
+        Measured (perf/README.md, bench_bab): on oval21's conv networks 8 candidates beat 3 on both
+        instances measured (cifar_base_kw img4631 holds in 372 s and times out at 720 s with 3; cifar_wide_kw
+        img6762 ends at -0.0072 against -0.011). On
         mnistfc's fully connected networks FSB's look-ahead, which keeps the later layers' bounds, drifts
-        to the last ReLU layer (on 256x4 prop_0_0.03, 756 of 886 splits with 8 candidates), and 8
+        to the last ReLU layer (on 256x4 prop_0_0.03, 422 of 540 splits with 8 candidates), and 8
         candidates leave that instance open at 300 s where 3 decide it in 10 s."""
         if "branching_candidates" not in overrides and any(isinstance(n.layer, Conv2d) for n in net.nodes):
             overrides["branching_candidates"] = CONV_CANDIDATES
@@ -96,6 +99,7 @@ class BabOutcome:
     root_bound: float = float("nan")
     global_bound: float = float("nan")  # the worst open sub-problem's bound: the whole problem's lower bound
     exhausted: int = 0   # sub-problems with every ReLU fixed and still not proved
+    splits_by_layer: dict = field(default_factory=dict)  # hidden ReLU layer (1 = first) -> splits made there
     reason: str = ""
 
     def stats(self) -> dict:
@@ -104,6 +108,7 @@ class BabOutcome:
                 "queue_peak": self.queue_peak, "queue_size": self.queue_size,
                 "queue_bytes_peak": self.queue_bytes_peak, "root_bound": self.root_bound,
                 "global_bound": self.global_bound, "exhausted": self.exhausted,
+                "splits_by_layer": dict(sorted(self.splits_by_layer.items())),
                 **({"reason": self.reason} if self.reason else {})}
 
 
@@ -271,6 +276,8 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
                 if choice is None:
                     out.exhausted += 1
                     continue
+                hidden = relus.index(choice[0]) + 1
+                out.splits_by_layer[hidden] = out.splits_by_layer.get(hidden, 0) + 1
                 phases = {j: batch.phases[j][b].copy() for j in relus}
                 pair_rows, alpha, beta = _warm_start_of(bound, relus, b, phases)
                 bounds = {k: outward_float32(layers[k][0][b], layers[k][1][b])

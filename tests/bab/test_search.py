@@ -146,6 +146,19 @@ def test_queued_subproblems_are_packed_and_restore_their_warm_start():
         assert not a[[1, 3]].any() and not b[[1, 3]].any()
 
 
+def test_splits_by_layer_count_every_split():
+    """A finished search bounded the root and two children per split: sub-problems = 1 + 2 * splits,
+    and the splits are counted by hidden ReLU layer (1 = first)."""
+    net, lo, hi, m = _net_and_min(4)
+    A, b = np.ones((1, 1)), np.array([m - 0.002])
+    chain = AffineReluChain.from_network(spec_network(net, A, b))
+    out = relu_bab(chain, RowSets(A, b, np.zeros(1, bool), (slice(0, 1),)), lo, hi,
+                   check_counterexample=lambda x: None, check_time=lambda: None, options=BabOptions(batch=8))
+    assert out.result == "holds" and out.rounds >= 2
+    assert out.subproblems == 1 + 2 * sum(out.splits_by_layer.values())
+    assert set(out.splits_by_layer) <= {1, 2} and out.stats()["splits_by_layer"] == out.splits_by_layer
+
+
 def _small_conv_net(rng):
     from absint.network import Conv2d, Reshape
 
