@@ -8,9 +8,10 @@ For each instance and setting, ``absint.bab.relu_bab`` runs on the property's fi
 attack first, so the search itself is measured) in this process, for ``--seconds`` or
 ``--max-subproblems``, whichever ends first. The table shows the verdict, wall time, sub-problems and
 sub-problems per second, the root bound (optimised DeepPoly of the whole region), the global bound at
-the end (the worst open sub-problem's; > 0 means proved), depth, the share of time spent bounding
-vs branching, and the splits made in each hidden ReLU layer (first/second/...). Settings are compared in one run (the machine is shared; compare ratios, not absolute
-times across runs).
+the end (the worst open sub-problem's; > 0 means proved), depth, the share of time spent bounding vs
+branching, and the splits made in each hidden ReLU layer (first/second/...). Settings override
+``BabOptions.for_network``'s defaults for the instance's network. Settings are compared in one run
+(the machine is shared; compare ratios, not absolute times across runs).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import absint  # noqa: E402
 from absint.bab.search import BabOptions, BabOutcome, relu_bab  # noqa: E402
 from absint.domains.deeppoly_batch import AffineReluChain  # noqa: E402
 from absint.input_split import RowSets  # noqa: E402
-from absint.network import ReLU  # noqa: E402
 from absint.tables import format_table  # noqa: E402
 from absint.threads import thread_budget  # noqa: E402
 from absint.verify import _stack, spec_network  # noqa: E402
@@ -72,11 +72,7 @@ def run_case(net, region, options: BabOptions, seconds: float) -> dict:
             "global_bound": out.global_bound, "open": out.queue_size, "depth": out.max_depth,
             "queue_mib": out.queue_bytes_peak / 2**20,
             "bounding": out.time_bounding / max(wall, 1e-9), "branching": out.time_branching / max(wall, 1e-9),
-            "splits_by_layer": "/".join(str(out.splits_by_layer.get(h, 0)) for h in range(1, _hidden_layers(chain) + 1))}
-
-
-def _hidden_layers(chain) -> int:
-    return sum(isinstance(layer, ReLU) for layer in chain.layers)
+            "splits_by_layer": "/".join(map(str, out.splits_by_layer))}
 
 
 def _overrides(setting: str) -> dict:
@@ -116,7 +112,7 @@ def main(argv=None) -> int:
         net = absint.load_onnx(inst.onnx)
         region = absint.load_vnnlib(inst.vnnlib, net).regions[0]
         for setting in args.set:
-            opts = BabOptions(max_subproblems=args.max_subproblems, **_overrides(setting))
+            opts = BabOptions.for_network(net, max_subproblems=args.max_subproblems, **_overrides(setting))
             with thread_budget(args.threads):
                 r = run_case(net, region, opts, args.seconds)
             name = f"{Path(inst.onnx).stem[:18]} {Path(inst.vnnlib).stem[:28]}"

@@ -69,15 +69,15 @@ class BabOptions:
     memory_bytes: int = 4 << 30
 
     @classmethod
-    def for_network(cls, net: Network, **overrides) -> "BabOptions":
-        """The defaults for ``net``, with ``CONV_CANDIDATES`` FSB candidates when it has a convolution.
+    def for_network(cls, net: Network, **overrides) -> BabOptions:
+        """The defaults for ``net``, with ``CONV_CANDIDATES`` FSB candidates when it has a convolution;
+        ``overrides`` (``branching_candidates`` too) win.
 
-        Measured (perf/README.md, bench_bab): on oval21's conv networks 8 candidates beat 3 on both
-        instances measured (cifar_base_kw img4631 holds in 372 s and times out at 720 s with 3; cifar_wide_kw
-        img6762 ends at -0.0072 against -0.011). On
-        mnistfc's fully connected networks FSB's look-ahead, which keeps the later layers' bounds, drifts
-        to the last ReLU layer (on 256x4 prop_0_0.03, 422 of 540 splits with 8 candidates), and 8
-        candidates leave that instance open at 300 s where 3 decide it in 10 s."""
+        Measured on two oval21 conv networks and mnistfc (perf/README.md, bench_bab): on cifar_base_kw
+        img4631, 8 candidates reach -0.0021 at 300 s where 3 reach -0.0107 (one run), and it holds in
+        370 s in a full run; on mnistfc 256x4 FSB's look-ahead, which keeps the later layers' bounds,
+        drifts to the last ReLU layer (422 of 540 splits with 8 candidates on prop_0_0.03), and 8
+        candidates leave prop_0_0.03 open at 300 s where 3 decide it in 10 s."""
         if "branching_candidates" not in overrides and any(isinstance(n.layer, Conv2d) for n in net.nodes):
             overrides["branching_candidates"] = CONV_CANDIDATES
         return cls(**overrides)
@@ -99,7 +99,7 @@ class BabOutcome:
     root_bound: float = float("nan")
     global_bound: float = float("nan")  # the worst open sub-problem's bound: the whole problem's lower bound
     exhausted: int = 0   # sub-problems with every ReLU fixed and still not proved
-    splits_by_layer: dict = field(default_factory=dict)  # hidden ReLU layer (1 = first) -> splits made there
+    splits_by_layer: list[int] = field(default_factory=list)  # splits made in each hidden ReLU layer, first first
     reason: str = ""
 
     def stats(self) -> dict:
@@ -108,7 +108,7 @@ class BabOutcome:
                 "queue_peak": self.queue_peak, "queue_size": self.queue_size,
                 "queue_bytes_peak": self.queue_bytes_peak, "root_bound": self.root_bound,
                 "global_bound": self.global_bound, "exhausted": self.exhausted,
-                "splits_by_layer": dict(sorted(self.splits_by_layer.items())),
+                "splits_by_layer": list(self.splits_by_layer),
                 **({"reason": self.reason} if self.reason else {})}
 
 
@@ -214,6 +214,7 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
     out = out if out is not None else BabOutcome()
     forward = forward or (lambda x: _chain_forward(chain, x))
     relus = _relu_indices(chain)
+    out.splits_by_layer = [0] * len(relus)
     R = rows.A.shape[0]
     lo0 = np.asarray(lo0, np.float64).ravel()
     hi0 = np.asarray(hi0, np.float64).ravel()
@@ -276,8 +277,7 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
                 if choice is None:
                     out.exhausted += 1
                     continue
-                hidden = relus.index(choice[0]) + 1
-                out.splits_by_layer[hidden] = out.splits_by_layer.get(hidden, 0) + 1
+                out.splits_by_layer[relus.index(choice[0])] += 1
                 phases = {j: batch.phases[j][b].copy() for j in relus}
                 pair_rows, alpha, beta = _warm_start_of(bound, relus, b, phases)
                 bounds = {k: outward_float32(layers[k][0][b], layers[k][1][b])

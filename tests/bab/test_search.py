@@ -146,17 +146,34 @@ def test_queued_subproblems_are_packed_and_restore_their_warm_start():
         assert not a[[1, 3]].any() and not b[[1, 3]].any()
 
 
-def test_splits_by_layer_count_every_split():
+def test_splits_by_layer_count_every_split(monkeypatch):
     """A finished search bounded the root and two children per split: sub-problems = 1 + 2 * splits,
-    and the splits are counted by hidden ReLU layer (1 = first)."""
+    counted per hidden ReLU layer (forced into the second one here)."""
+    import absint.bab.search as search
+
     net, lo, hi, m = _net_and_min(4)
     A, b = np.ones((1, 1)), np.array([m - 0.002])
     chain = AffineReluChain.from_network(spec_network(net, A, b))
+    choose, second = search.choose_splits, search._relu_indices(chain)[1]
+    first_layer = []
+
+    def second_layer_when_free(pp, opt, sub, *args):
+        choices, out = choose(pp, opt, sub, *args), {}
+        for b, c in choices.items():
+            free = (pp.unstable[second] & (pp.sign[second] == 0))[sub == b].any(axis=0)
+            out[b] = (second, int(np.argmax(free))) if free.any() else c
+            first_layer.extend([b] if out[b][0] != second else [])
+        return out
+
     out = relu_bab(chain, RowSets(A, b, np.zeros(1, bool), (slice(0, 1),)), lo, hi,
                    check_counterexample=lambda x: None, check_time=lambda: None, options=BabOptions(batch=8))
     assert out.result == "holds" and out.rounds >= 2
-    assert out.subproblems == 1 + 2 * sum(out.splits_by_layer.values())
-    assert set(out.splits_by_layer) <= {1, 2} and out.stats()["splits_by_layer"] == out.splits_by_layer
+    assert out.subproblems == 1 + 2 * sum(out.splits_by_layer) and len(out.splits_by_layer) == 2
+    assert out.stats()["splits_by_layer"] == out.splits_by_layer
+    monkeypatch.setattr(search, "choose_splits", second_layer_when_free)
+    forced = relu_bab(chain, RowSets(A, b, np.zeros(1, bool), (slice(0, 1),)), lo, hi,
+                      check_counterexample=lambda x: None, check_time=lambda: None, options=BabOptions(batch=8))
+    assert forced.splits_by_layer[1] >= 1 and forced.splits_by_layer[0] == len(first_layer)
 
 
 def _small_conv_net(rng):
@@ -169,16 +186,21 @@ def _small_conv_net(rng):
 
 
 def test_options_for_network_use_more_candidates_on_convolutions():
+    from absint.bab.search import CONV_CANDIDATES
+
     rng = np.random.default_rng(0)
     conv, dense = _small_conv_net(rng), random_chain(rng, (4, 6, 2))
-    assert BabOptions.for_network(conv).branching_candidates == 8
+    assert CONV_CANDIDATES != BabOptions().branching_candidates
+    assert BabOptions.for_network(conv).branching_candidates == CONV_CANDIDATES
     assert BabOptions.for_network(dense).branching_candidates == BabOptions().branching_candidates == 3
     assert BabOptions.for_network(conv, branching_candidates=2, batch=7) == BabOptions(branching_candidates=2, batch=7)
 
 
 def test_verify_gives_branch_and_bound_the_options_for_its_network(monkeypatch):
-    """verify(method="bab") searches a conv net with ``CONV_CANDIDATES`` candidates (and its budget)."""
+    """verify(method="bab") searches a conv net with ``CONV_CANDIDATES`` candidates."""
     import importlib
+
+    from absint.bab.search import CONV_CANDIDATES
 
     verify_module = importlib.import_module("absint.verify")  # the package's ``verify`` is the function
     seen = []
@@ -195,9 +217,9 @@ def test_verify_gives_branch_and_bound_the_options_for_its_network(monkeypatch):
     decl = "".join(f"(declare-const X_{i} Real)\n" for i in range(x.size)) + "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
     box = "".join(f"(assert (>= X_{i} -0.3))\n(assert (<= X_{i} 0.3))\n" for i in range(x.size))
     spec = parse_vnnlib(decl + box + f"(assert (>= Y_{1 - hi_class} Y_{hi_class}))\n", net)
-    v = absint.verify(net, spec, timeout=30, method="bab", samples=0, pgd_steps=0)
-    assert v.status in ("holds", "violated", "unknown")
-    assert seen and all(o.branching_candidates == 8 for o in seen), seen
+    absint.verify(net, spec, timeout=30, method="bab", samples=0, pgd_steps=0)
+    assert seen and all(o.branching_candidates == CONV_CANDIDATES != BabOptions().branching_candidates
+                        for o in seen), seen
 
 
 def test_queue_over_the_memory_budget_is_unknown():
