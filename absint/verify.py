@@ -251,10 +251,11 @@ def _relu_bab(search: _Search, region: Region, chain, A, b, strict, slices, lo0,
         return search.net.forward(x.reshape(shape)) @ A.T - b
 
     outcome = search.bab = BabOutcome()
+    options = BabOptions.for_network(search.net, memory_bytes=search.bab_bytes)
     try:
         relu_bab(chain, RowSets(A, b, strict, tuple(slices)), lo0, hi0,
                  check_counterexample=lambda x: _counterexample(search, region, x), check_time=search.check_time,
-                 options=BabOptions.for_network(search.net, memory_bytes=search.bab_bytes), forward=margins, out=outcome,
+                 options=options, forward=margins, out=outcome,
                  attack=lambda starts: _falsify(search, region, lo0, hi0, A, b, slices, 0, 10, starts))
     finally:
         search.boxes += outcome.subproblems

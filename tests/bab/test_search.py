@@ -13,7 +13,7 @@ import absint
 from absint.bab.search import BabOptions, BabOutcome, relu_bab
 from absint.domains.deeppoly_batch import AffineReluChain, ReluSplits, deeppoly_boxes
 from absint.input_split import RowSets
-from absint.network import Affine, Network, Node, ReLU
+from absint.network import Affine, Conv2d, Network, Node, ReLU, Reshape
 from absint.verify import _stack, falsify, spec_network
 from absint.vnnlib import parse_vnnlib
 from tests._bench import NO_BENCHMARKS, assert_onnxruntime_confirms, benchmark_instances
@@ -177,8 +177,6 @@ def test_splits_by_layer_count_every_split(monkeypatch):
 
 
 def _small_conv_net(rng):
-    from absint.network import Conv2d, Reshape
-
     return Network((2, 6, 6), [Node("c1", Conv2d(rng.normal(size=(3, 2, 3, 3)), rng.normal(size=3), stride=(2, 2)), (-1,)),
                                Node("r1", ReLU(), (0,)),
                                Node("flat", Reshape((12,)), (1,)),
@@ -214,7 +212,8 @@ def test_verify_gives_branch_and_bound_the_options_for_its_network(monkeypatch):
     x = np.zeros(net.input_size)
     y = net.forward(x.reshape((1,) + net.input_shape))[0]
     hi_class = int(np.argmax(y))
-    decl = "".join(f"(declare-const X_{i} Real)\n" for i in range(x.size)) + "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+    decl = "".join(f"(declare-const X_{i} Real)\n" for i in range(x.size)) \
+        + "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
     box = "".join(f"(assert (>= X_{i} -0.3))\n(assert (<= X_{i} 0.3))\n" for i in range(x.size))
     spec = parse_vnnlib(decl + box + f"(assert (>= Y_{1 - hi_class} Y_{hi_class}))\n", net)
     absint.verify(net, spec, timeout=30, method="bab", samples=0, pgd_steps=0)
