@@ -5,9 +5,11 @@ Rows of C run in parallel in blocks of ``BLOCK``: a block is transposed into a t
 buffer, so each stored entry w = W[k, i] updates a contiguous BLOCK-vector of the (m, BLOCK) output
 buffer (SIMD) and W is read once per block, not once per row; rows k that are zero on the whole block
 are skipped (back-substitution rows: dead ReLUs of a box, neurons outside a convolution's receptive
-field). scipy's dense-times-sparse product transposes all P rows at once and loses the cache beyond a
-few hundred rows: on oval21's convolutions this kernel is 2-3x faster at 3000 rows, 10x on mostly-zero
-rows. Every entry is summed in a fixed order, so results do not depend on the thread count; the sums
+field). A stored entry costs about as much for 16 rows as for 64 (its index and weight loads and the
+loop's set-up dominate short vectors), so blocks of 64 rows did oval21's convolutions 2.5-3.7x faster
+than blocks of 16 (cifar_wide_kw, 96 to 4096 rows, float32 and float64; perf/README.md, bench_spmm).
+scipy's dense-times-sparse product transposes all P rows at once and loses the cache beyond a few
+hundred rows. Every entry is summed in a fixed order, so results do not depend on the thread count; the sums
 are plain float sums (a caller that needs rounding bounds uses gamma_n, Higham, valid in any order).
 """
 
@@ -19,7 +21,7 @@ from ._config import kernel, serial_when_small
 __all__ = ["dense_csr", "BLOCK"]
 
 #: rows of C sharing one pass over W
-BLOCK = 16
+BLOCK = 64
 
 
 def _work(C, indptr, indices, data, out):
@@ -48,11 +50,12 @@ def dense_csr(C, indptr, indices, data, out):
         for k in range(n):
             if not live[k]:
                 continue
+            c_row = cT[k]
             for t in range(indptr[k], indptr[k + 1]):
-                i = indices[t]
+                o_row = oT[indices[t]]
                 w = data[t]
                 for q in range(BLOCK):
-                    oT[i, q] += w * cT[k, q]
+                    o_row[q] += w * c_row[q]
         for q in range(nb):
             for i in range(m):
                 out[p0 + q, i] = oT[i, q]

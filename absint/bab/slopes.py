@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ..domains.deeppoly_batch import AffineReluChain, right_product
+from ..domains.deeppoly_batch import AffineReluChain, SparseAffine, right_product, transposed_product
 from ..fp import UNIT_ROUNDOFF, gamma, inflate
 from ..network import Affine, ReLU
 from kernels.relu_pairs import adam_ascent, relu_backward_pairs, relu_forward_pairs
@@ -40,15 +40,17 @@ _CHAIN_ARRAYS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _chain_arrays(chain: AffineReluChain, dtype) -> list:
-    """Per chain layer, (W, b) in ``dtype`` for an Affine (the layer's own arrays for float64), None for a
-    ReLU; cached per chain."""
+    """Per chain layer, (W, b, Wᵀ) in ``dtype`` for an Affine (the layer's own arrays for float64; Wᵀ in
+    CSR for a ``SparseAffine``, None for a dense W), None for a ReLU; cached per chain."""
     dtype = np.dtype(dtype)
     if dtype == np.float64:
-        return [(l.weight, l.bias) if isinstance(l, Affine) else None for l in chain.layers]
+        return [(l.weight, l.bias, l.weight_t if isinstance(l, SparseAffine) else None) if isinstance(l, Affine)
+                else None for l in chain.layers]
     per_chain = _CHAIN_ARRAYS.setdefault(chain, {})
     if dtype not in per_chain:
-        per_chain[dtype] = [(l.weight.astype(dtype), l.bias.astype(dtype)) if isinstance(l, Affine) else None
-                            for l in chain.layers]
+        per_chain[dtype] = [(l.weight.astype(dtype), l.bias.astype(dtype),
+                             l.weight_t.astype(dtype) if isinstance(l, SparseAffine) else None)
+                            if isinstance(l, Affine) else None for l in chain.layers]
     return per_chain[dtype]
 
 #: the iterates drop the pairs already above ``stop_at`` once at most this fraction of them is left
@@ -178,7 +180,7 @@ def pair_bounds(pp: PairProblem, alpha: dict, beta: dict, sound: bool = True, gr
     coefs = {}
     for j in range(pp.top, -1, -1):
         if arrays[j] is not None:
-            W, bias = arrays[j]
+            W, bias, _ = arrays[j]
             const += C @ bias
             if sound:
                 slack += gamma(max(W.shape) + 3) * np.einsum("pj,pj->p", np.abs(C), pp.affine_v[j])
@@ -209,9 +211,10 @@ def _gradients(pp: PairProblem, alpha: dict, coefs: dict, x_star: np.ndarray) ->
     """∂bound/∂α and ∂bound/∂β from the forward pass of the linearised network from x*."""
     h = x_star
     ga, gb = {}, {}
-    for j, wb in enumerate(_chain_arrays(pp.chain, pp.dtype)[:pp.top + 1]):
-        if wb is not None:
-            h = h @ wb[0].T + wb[1]
+    for j, arrays in enumerate(_chain_arrays(pp.chain, pp.dtype)[:pp.top + 1]):
+        if arrays is not None:
+            W, bias, WT = arrays
+            h = transposed_product(h, W, WT) + bias
             continue
         z = h
         h, ga[j], gb[j] = np.empty_like(z), np.empty_like(z), np.empty_like(z)

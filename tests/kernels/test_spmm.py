@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from absint.domains.deeppoly_batch import right_product
+from absint.domains.deeppoly_batch import SparseAffine, right_product, transposed_product
 from kernels.spmm import dense_csr
 
 
@@ -71,3 +71,25 @@ def test_right_product_sparse_and_dense(zeros):
     np.testing.assert_allclose(right_product(C, W), C @ W.toarray(), rtol=1e-12, atol=1e-12)
     Wd = W.toarray()
     np.testing.assert_array_equal(right_product(C, Wd), C @ Wd)  # a dense W: numpy's product
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_transposed_product_is_the_forward_product(dtype):
+    rng = np.random.default_rng(3)
+    W = _csr(rng, 70, 90, 0.1, dtype, np.int32)
+    X = _rows(rng, 130, 90, 0.2).astype(dtype)  # two full blocks of rows and a partial one
+    want = X.astype(np.float64) @ W.toarray().T.astype(np.float64)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for WT in (None, sp.csr_array(W.T)):
+        got = transposed_product(X, W, WT)
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+    Wd = W.toarray()
+    np.testing.assert_array_equal(transposed_product(X, Wd), X @ Wd.T)
+
+
+def test_sparse_affine_keeps_its_transpose():
+    rng = np.random.default_rng(4)
+    layer = SparseAffine(_csr(rng, 20, 30, 0.2, np.float64, np.int32).toarray(), rng.normal(size=20))
+    assert layer.weight_t is layer.weight_t  # built once
+    np.testing.assert_array_equal(layer.weight_t.toarray(), layer.weight.toarray().T)
