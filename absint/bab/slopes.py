@@ -22,7 +22,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ..domains.deeppoly_batch import AffineReluChain, SparseAffine, right_product, transposed_product
+from ..domains.deeppoly_batch import (AffineReluChain, SparseAffine, layer_product, right_product,
+                                      transposed_product)
 from ..fp import UNIT_ROUNDOFF, gamma, inflate
 from ..network import Affine, ReLU
 from kernels.relu_pairs import adam_ascent, relu_backward_pairs, relu_forward_pairs
@@ -118,7 +119,7 @@ class PairProblem:
             lo_in, hi_in = (lower, upper) if j == 0 else layers[j - 1]
             m = np.maximum(np.abs(lo_in), np.abs(hi_in))
             if isinstance(layer, Affine):
-                affine_v[j] = (m[used] @ np.abs(layer.weight).T + np.abs(layer.bias))[at]
+                affine_v[j] = (layer_product(m[used], layer, absolute=True) + np.abs(layer.bias))[at]
                 continue
             l, u = lo_in[sub], hi_in[sub]
             cross = (l < 0) & (u > 0)

@@ -59,6 +59,11 @@ class SparseAffine(Affine):
         """Wᵀ in CSR, for forward products X Wᵀ (``transposed_product``)."""
         return sp.csr_array(self.weight.T)
 
+    @cached_property
+    def abs_weight_t(self) -> sp.csr_array:
+        """|W|ᵀ in CSR (interval radii and rounding-term magnitudes)."""
+        return abs(self.weight_t)
+
 
 def right_product(C: np.ndarray, W) -> np.ndarray:
     """C W for coefficient rows C (P, n) and a dense or CSR W (n, m); a CSR W goes through the blocked
@@ -78,6 +83,14 @@ def transposed_product(X: np.ndarray, W, WT=None) -> np.ndarray:
     if not sp.issparse(W):
         return X @ W.T
     return right_product(X, sp.csr_array(W.T) if WT is None else WT)
+
+
+def layer_product(X: np.ndarray, layer: Affine, absolute: bool = False) -> np.ndarray:
+    """X Wᵀ, or X |W|ᵀ with ``absolute``, for rows X (P, n_in) and an Affine layer (a ``SparseAffine``'s
+    through its cached transposes)."""
+    if isinstance(layer, SparseAffine):
+        return right_product(X, layer.abs_weight_t if absolute else layer.weight_t)
+    return X @ (np.abs(layer.weight) if absolute else layer.weight).T
 
 
 def _explicit(op) -> Affine:
@@ -164,14 +177,13 @@ class BatchBounds:
 def _interval_affine(layer: Affine, lo: np.ndarray, hi: np.ndarray, sound: bool):
     """Per box, W c + b ± (|W| r + slack), slack = gamma_{n+2}(|W|(|c| + r) + |b|) (as ``linear_interval``)."""
     W, b = layer.weight, layer.bias
-    absW = np.abs(W)
     c, r = centre_radius(lo, hi)
-    mid = c @ W.T + b
-    rad = r @ absW.T
+    mid = layer_product(c, layer) + b
+    rad = layer_product(r, layer, absolute=True)
     if not sound:
         return mid - rad, mid + rad
     g = gamma(W.shape[1] + 2)
-    rad = rad + inflate(g * ((np.abs(c) + r) @ absW.T + np.abs(b)) + g * rad)
+    rad = rad + inflate(g * (layer_product(np.abs(c) + r, layer, absolute=True) + np.abs(b)) + g * rad)
     return widen(mid - rad, mid + rad, 0.0)
 
 
@@ -239,7 +251,7 @@ def deeppoly_boxes(chain: AffineReluChain, lower: np.ndarray, upper: np.ndarray,
                 layers.append((lo, hi))
             continue
         relax.append(None)
-        affine_v.append(mags[-1] @ np.abs(layer.weight).T + np.abs(layer.bias) if sound_fp else None)
+        affine_v.append(layer_product(mags[-1], layer, absolute=True) + np.abs(layer.bias) if sound_fp else None)
         lo, hi = _interval_affine(layer, lo, hi, sound_fp)
         if splits is not None and splits.prior is not None:  # tighter inputs to the refinement's choice
             np.maximum(lo, splits.prior[k][0], out=lo)
@@ -336,5 +348,5 @@ def _product(C, W, boxes, relu_relax):
     return (C.reshape(2 * p, W.shape[0]) @ W).reshape(2, p, m)
 
 
-__all__ = ["AffineReluChain", "BatchBounds", "ReluSplits", "SparseAffine", "deeppoly_boxes", "right_product",
-           "transposed_product"]
+__all__ = ["AffineReluChain", "BatchBounds", "ReluSplits", "SparseAffine", "deeppoly_boxes", "layer_product",
+           "right_product", "transposed_product"]

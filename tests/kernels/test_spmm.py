@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from absint.domains.deeppoly_batch import SparseAffine, right_product, transposed_product
+from absint.domains.deeppoly_batch import SparseAffine, layer_product, right_product, transposed_product
+from absint.network import Affine
 from kernels.spmm import dense_csr
 
 
@@ -93,3 +94,14 @@ def test_sparse_affine_keeps_its_transpose():
     layer = SparseAffine(_csr(rng, 20, 30, 0.2, np.float64, np.int32).toarray(), rng.normal(size=20))
     assert layer.weight_t is layer.weight_t  # built once
     np.testing.assert_array_equal(layer.weight_t.toarray(), layer.weight.toarray().T)
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_layer_product_of_sparse_and_dense_layers(absolute):
+    rng = np.random.default_rng(5)
+    W = _csr(rng, 40, 50, 0.15, np.float64, np.int32).toarray()
+    bias = rng.normal(size=40)
+    X = _rows(rng, 70, 50, 0.3)
+    want = X @ (np.abs(W) if absolute else W).T
+    for layer in (SparseAffine(W, bias), Affine(W, bias)):
+        np.testing.assert_allclose(layer_product(X, layer, absolute), want, rtol=1e-12, atol=1e-12)
