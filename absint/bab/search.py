@@ -349,7 +349,7 @@ def _optimise_shallow(chain, batch: _Batch, layers: list, feasible: np.ndarray, 
         return
     part = [(l[pick], u[pick]) for l, u in layers]
     tight, empty = optimise_intermediate(chain, part, {j: ph[pick] for j, ph in batch.phases.items()}, lo[pick],
-                                         hi[pick], options.intermediate_iterations, check_time)
+                                         hi[pick], options.intermediate_iterations, check_time, after=batch.start[pick])
     for (l, u), (tl, tu) in zip(layers, tight):
         l[pick], u[pick] = tl, tu
     feasible[pick[empty]] = False

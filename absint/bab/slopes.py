@@ -317,10 +317,12 @@ def optimise_pairs(pp: PairProblem, alpha: dict | None = None, beta: dict | None
 
 
 def optimise_intermediate(chain: AffineReluChain, layers: list, phases: dict, lower: np.ndarray, upper: np.ndarray,
-                          iterations: int = 20, check_time=None) -> tuple[list, np.ndarray]:
+                          iterations: int = 20, check_time=None, after: np.ndarray | None = None) -> tuple[list, np.ndarray]:
     """Tighter bounds of the free unstable ReLU inputs, layer by layer from the input: each neuron's lower
     and upper bound optimised over its own slopes of the earlier ReLUs (alpha-CROWN's intermediate
-    bounds), intersected with the given ones; later layers then use the tightened relaxations.
+    bounds) and the multipliers of the earlier splits, intersected with the given ones; later layers then
+    use the tightened relaxations. With ``after`` (B,), sub-problem b tightens only the layers after
+    chain layer after[b] (a child's new split at ReLU after[b] + 1 cannot change the earlier ones).
     Returns the new ``layers`` list (the given arrays are not modified) and which sub-problems the
     tightened bounds prove empty."""
     layers = [(lo.copy(), hi.copy()) for lo, hi in layers]
@@ -334,6 +336,8 @@ def optimise_intermediate(chain: AffineReluChain, layers: list, phases: dict, lo
         free = (lo < 0) & (hi > 0)
         if k + 1 in phases:
             free &= phases[k + 1] == 0
+        if after is not None:
+            free &= (after < k)[:, None]
         b, i = np.nonzero(free)
         if not b.size:
             continue

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import absint
-from absint.bab.slopes import PairProblem, optimise_pairs, pair_bounds
+from absint.bab.slopes import PairProblem, optimise_intermediate, optimise_pairs, pair_bounds
 from absint.domains.deeppoly_batch import AffineReluChain, ReluSplits, deeppoly_boxes
 from absint.network import Affine, ReLU
 from absint.verify import _stack, spec_network
@@ -215,3 +215,49 @@ def test_sampled_points_respect_optimised_bounds_on_mnistfc():
         assert np.all(margins >= bound[None, :] - 1e-9)
     start = pair_bounds(pp, pp.default_alpha(), pp.zero_beta()).lower
     assert np.all(opt.lower >= start - 1e-9) and np.any(opt.lower > start + 1e-3)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_intermediate_bounds_after_a_split_layer(seed):
+    """``optimise_intermediate(after=...)`` leaves a sub-problem's layers up to after[b] as given, only
+    tightens the later ones, matches the unrestricted call where after[b] = -1, and its bounds hold for
+    sampled points (uniform and box corners) that obey the sub-problem's splits."""
+    rng = np.random.default_rng(seed)
+    chain = AffineReluChain.from_network(random_chain(rng, (4, 10, 10, 10, 2)))
+    relus = _relus(chain)  # chain: Affine 0, ReLU 1, Affine 2, ReLU 3, Affine 4, ReLU 5, Affine 6
+    lo = rng.normal(size=4) - 1.0
+    hi = lo + 2.0
+    x0, z0 = lo + rng.random(4) * (hi - lo), []  # splits on the phases of a point of the box: feasible
+    for layer in chain.layers:
+        x0 = x0 @ layer.weight.T + layer.bias if isinstance(layer, Affine) else np.maximum(x0, 0.0)
+        z0.append(x0)
+    phases = {j: np.zeros((2, chain.layers[j - 1].weight.shape[0]), np.int8) for j in relus}
+    i1, i3 = rng.integers(10, size=2)
+    phases[1][:, i1] = 1 if z0[0][i1] >= 0 else -1
+    phases[3][1, i3] = 1 if z0[2][i3] >= 0 else -1
+    L, H = np.repeat(lo[None], 2, axis=0), np.repeat(hi[None], 2, axis=0)
+    res = deeppoly_boxes(chain, L, H, splits=ReluSplits(phases))
+    whole, _ = optimise_intermediate(chain, res.layers, phases, L, H, iterations=10)
+    after = np.array([-1, 2])
+    part, _ = optimise_intermediate(chain, res.layers, phases, L, H, iterations=10, after=after)
+    for k, ((l0, h0), (l1, h1), (lw, hw)) in enumerate(zip(res.layers, part, whole)):
+        np.testing.assert_allclose(l1[0], lw[0], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(h1[0], hw[0], rtol=1e-9, atol=1e-12)
+        assert np.all(l1 >= l0) and np.all(h1 <= h0)
+        if k <= after[1]:
+            np.testing.assert_array_equal(l1[1], l0[1])
+            np.testing.assert_array_equal(h1[1], h0[1])
+    assert any(np.any(l1[1] > l0[1]) or np.any(h1[1] < h0[1]) for (l0, h0), (l1, h1) in zip(res.layers, part))
+    x = np.vstack([lo + rng.random((20000, 4)) * (hi - lo), np.where(rng.random((256, 4)) < 0.5, lo, hi)])
+    values, z = [], x
+    for layer in chain.layers:
+        z = z @ layer.weight.T + layer.bias if isinstance(layer, Affine) else np.maximum(z, 0.0)
+        values.append(z)
+    ok = np.ones(len(x), bool)
+    for j in relus:
+        s = phases[j][1]
+        ok &= np.all((values[j - 1] * s >= 0) | (s == 0), axis=1)
+    assert ok.sum() > 100
+    for k, (l1, h1) in enumerate(part):
+        v = values[k][ok]
+        assert np.all(v >= l1[1] - 1e-9) and np.all(v <= h1[1] + 1e-9)
