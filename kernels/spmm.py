@@ -6,11 +6,11 @@ buffer, so each stored entry w = W[k, i] updates a contiguous BLOCK-vector of th
 buffer (SIMD) and W is read once per block, not once per row; rows k that are zero on the whole block
 are skipped (back-substitution rows: dead ReLUs of a box, neurons outside a convolution's receptive
 field). A stored entry costs about as much for 16 rows as for 64 (its index and weight loads and the
-loop's set-up dominate short vectors), so blocks of 64 rows did oval21's convolutions 2.5-3.7x faster
-than blocks of 16 (cifar_wide_kw, 96 to 4096 rows, float32 and float64; perf/README.md, bench_spmm).
-scipy's dense-times-sparse product transposes all P rows at once and loses the cache beyond a few
-hundred rows. Every entry is summed in a fixed order, so results do not depend on the thread count; the sums
-are plain float sums (a caller that needs rounding bounds uses gamma_n, Higham, valid in any order).
+loop's set-up dominate short vectors), so blocks of 64 rows did oval21's convolutions 1.2-4.4x faster
+than blocks of 16, most on dense rows (perf/bench_spmm.py, perf/README.md). scipy's dense-times-sparse
+product transposes all P rows at once and loses the cache beyond a few hundred rows. Every entry is
+summed in a fixed order, so results do not depend on the thread count; the sums are plain float sums
+(a caller that needs rounding bounds uses gamma_n, Higham, valid in any order).
 """
 
 import numpy as np
