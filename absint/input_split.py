@@ -223,11 +223,11 @@ def split_search(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np
     ``RegionAttack``) and returns a re-checked (x, y) or None. ``lookahead``: split each box along every
     dimension on trial and keep the dimension whose halves have the best summed bound (ties to the smear
     dimension); measured on ACAS Xu it needs fewer boxes on some instances (3_3 prop_1: 541 vs 1327) and
-    far more on others (1_1 prop_3: > 29,000 vs 6,089), so smear is the default. ``optimise`` > 0 (default ``OPTIMISE_ITERATIONS``): the open rows of
-    the boxes DeepPoly does not prove, at depths the ``OptimiseGate`` lets through, are bounded again with
-    that many Adam iterations of optimised slopes (``absint.bab.slopes``, alpha-CROWN). ``out`` (updated
-    as the search goes, so a caller keeps the statistics of a search stopped by ``check_time``) is
-    returned."""
+    far more on others (1_1 prop_3: > 29,000 vs 6,089), so smear is the default. ``optimise`` > 0
+    (default ``OPTIMISE_ITERATIONS``): the open rows of the boxes DeepPoly does not prove, at depths the
+    ``OptimiseGate`` lets through, are bounded again with that many Adam iterations of optimised slopes
+    (``absint.bab.slopes``, alpha-CROWN). ``out`` (updated as the search goes, so a caller keeps the
+    statistics of a search stopped by ``check_time``) is returned."""
     out = out if out is not None else SplitOutcome("holds")
     optimise = OPTIMISE_ITERATIONS if optimise is None else optimise
 

@@ -317,7 +317,8 @@ def optimise_pairs(pp: PairProblem, alpha: dict | None = None, beta: dict | None
 
 
 def optimise_intermediate(chain: AffineReluChain, layers: list, phases: dict, lower: np.ndarray, upper: np.ndarray,
-                          iterations: int = 20, check_time=None, after: np.ndarray | None = None) -> tuple[list, np.ndarray]:
+                          iterations: int = 20, check_time=None,
+                          after: np.ndarray | None = None) -> tuple[list, np.ndarray]:
     """Tighter bounds of the free unstable ReLU inputs, layer by layer from the input: each neuron's lower
     and upper bound optimised over its own slopes of the earlier ReLUs (alpha-CROWN's intermediate
     bounds) and the multipliers of the earlier splits, intersected with the given ones; later layers then

@@ -177,7 +177,8 @@ def test_splits_by_layer_count_every_split(monkeypatch):
 
 
 def _small_conv_net(rng):
-    return Network((2, 6, 6), [Node("c1", Conv2d(rng.normal(size=(3, 2, 3, 3)), rng.normal(size=3), stride=(2, 2)), (-1,)),
+    conv = Conv2d(rng.normal(size=(3, 2, 3, 3)), rng.normal(size=3), stride=(2, 2))
+    return Network((2, 6, 6), [Node("c1", conv, (-1,)),
                                Node("r1", ReLU(), (0,)),
                                Node("flat", Reshape((12,)), (1,)),
                                Node("fc", Affine(rng.normal(size=(2, 12)), rng.normal(size=2)), (2,))])
