@@ -72,7 +72,7 @@ def right_product(C: np.ndarray, W) -> np.ndarray:
         return C @ W
     C = np.ascontiguousarray(C, W.dtype)
     out = np.empty((C.shape[0], W.shape[1]), W.dtype)
-    dense_csr(C, W.indptr, W.indices, W.data, out)
+    dense_csr(C, W.indptr, W.indices, W.data, out, W.has_sorted_indices)
     return out
 
 

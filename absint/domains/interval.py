@@ -35,10 +35,12 @@ class Interval:
 
 
 def centre_radius(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A float centre c and a radius r rounded up so that [lower, upper] ⊆ [c - r, c + r] exactly."""
+    """A float centre c and a radius r rounded up so that [lower, upper] ⊆ [c - r, c + r] exactly; a point
+    interval (lower == upper) gets c = lower and r = 0 exactly: a radius of one subnormal step there
+    (dead ReLUs' outputs) made the products that read it ~7x slower (subnormal arithmetic)."""
     c = lower + (upper - lower) / 2
     r = np.nextafter(np.maximum(upper - c, c - lower), np.inf)
-    return c, np.maximum(r, 0.0)
+    return c, np.where(upper == lower, 0.0, np.maximum(r, 0.0))
 
 
 def linear_interval(op: LinearOp, lower: np.ndarray, upper: np.ndarray, sound_fp: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from absint.domains.deeppoly_batch import SparseAffine, layer_product, right_product, transposed_product
 from absint.network import Affine
-from kernels.spmm import dense_csr
+from kernels.spmm import _dense_csr_blocks, _dense_csr_segments, dense_csr
 
 
 def _csr(rng, n, m, density, dtype, index_dtype):
@@ -62,6 +62,44 @@ def test_dense_csr_sums_duplicates_and_does_not_depend_on_threads():
         finally:
             numba.set_num_threads(previous)
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("P", [1, 7, 64, 65, 130])
+@pytest.mark.parametrize("segments", [1, 2, 3, 7])
+def test_segment_kernel_is_the_block_kernel_bit_for_bit(dtype, P, segments):
+    # (block, output-column segment) tasks sum every output over the same entries in the same order as
+    # the block kernel; segments of unequal width, partial blocks, rows of C that are zero on a block
+    rng = np.random.default_rng(P * 10 + segments)
+    W = _csr(rng, 90, 101, 0.2, dtype, np.int32)
+    assert W.has_sorted_indices
+    C = _rows(rng, P, 90, 0.4).astype(dtype)
+    C[:, rng.random(90) < 0.3] = 0.0
+    want = np.full((P, 101), np.nan, dtype)
+    _dense_csr_blocks(C, W.indptr, W.indices, W.data, want)
+    got = np.full((P, 101), np.nan, dtype)
+    _dense_csr_segments(C, W.indptr, W.indices, W.data, got, segments)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got, C.astype(np.float64) @ W.toarray().astype(np.float64),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-4)
+
+
+def test_dense_csr_takes_the_segment_kernel_on_few_rows_with_sorted_indices():
+    # large enough to run in parallel, fewer rows than two blocks: the dispatcher's segment path
+    rng = np.random.default_rng(6)
+    W = _csr(rng, 400, 600, 0.2, np.float64, np.int32)
+    C = _rows(rng, 40, 400, 0.5)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        out = np.full((40, 600), np.nan)
+        dense_csr(C, W.indptr, W.indices, W.data, out, True)
+    finally:
+        numba.set_num_threads(previous)
+    want = np.empty_like(out)
+    _dense_csr_blocks(C, W.indptr, W.indices, W.data, want)
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_allclose(out, C @ W.toarray(), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("zeros", [0.0, 0.95])
