@@ -256,6 +256,27 @@ def test_deadline_keeps_statistics():
     assert out.subproblems >= 1 and out.time_bounding > 0
 
 
+def test_blas_runs_on_one_thread_during_the_search_and_is_restored():
+    # idle BLAS threads spin after each product and slow the numba kernels' threads (relu_bab's docstring)
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    rng = np.random.default_rng(5)
+    net = random_chain(rng, (6, 12, 12, 2))
+    A, b = np.array([[1.0, -1.0]]), np.array([-100.0])
+    chain = AffineReluChain.from_network(spec_network(net, A, b))
+    rows = RowSets(A, b, np.zeros(1, bool), (slice(0, 1),))
+    seen = []
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        relu_bab(chain, rows, -np.ones(6), np.ones(6), check_counterexample=lambda x: None,
+                 check_time=lambda: seen.append(blas_threads()))
+        assert blas_threads() == before
+    assert seen and all(t == [1] * len(before) for t in seen)
+
+
 def _mnist_cases():
     inst = benchmark_instances("mnistfc")
     if not inst:
