@@ -4,9 +4,10 @@ W: the explicit convolutions of oval21's cifar_base_kw and cifar_wide_kw (``Affi
 materialised layers, as branch and bound uses them). C (P, n): random coefficient rows in runs of 50
 rows (one box's pairs) that share a zero pattern keeping ``density`` of the columns (dead ReLUs of a
 box; 0.05 is about a convolution neuron's receptive field). Prints the median ms of each product and
-the ratio, per network, layer, dtype, P and density.
+the ratio, per network, layer, dtype, P and density. W's indices are sorted, so fewer rows than two
+blocks take the kernel's (block, column segment) tasks.
 
-    /work/venv/bin/python perf/bench_spmm.py [--rows 200 800 3000] [--density 0.05 0.5 1.0] [--repeat 5]
+    /work/venv/bin/python perf/bench_spmm.py [--rows 32 200 800 3000] [--density 0.05 0.5 1.0] [--repeat 5]
                                               [--dtypes float64 float32] [--nets cifar_base_kw cifar_wide_kw]
 """
 
@@ -52,7 +53,7 @@ def rows(rng, P: int, n: int, density: float, dtype) -> np.ndarray:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, nargs="+", default=[200, 800, 3000])
+    ap.add_argument("--rows", type=int, nargs="+", default=[32, 200, 800, 3000])
     ap.add_argument("--density", type=float, nargs="+", default=[0.05, 0.5, 1.0])
     ap.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
     ap.add_argument("--nets", nargs="+", default=["cifar_base_kw", "cifar_wide_kw"])
@@ -78,11 +79,12 @@ def main(argv=None) -> int:
                     for density in args.density:
                         C = rows(rng, P, n, density, dtype)
                         out = np.empty((P, m), dtype)
-                        dense_csr(C, W.indptr, W.indices, W.data, out)
+                        dense_csr(C, W.indptr, W.indices, W.data, out, W.has_sorted_indices)
                         scale = max(1.0, float(np.abs(out).max(initial=0)))
                         assert np.allclose(out, C @ W, atol=1e-4 * scale), "kernel and scipy disagree"
                         t_sp = median_ms(lambda: C @ W, args.repeat)
-                        t_k = median_ms(lambda: dense_csr(C, W.indptr, W.indices, W.data, out), args.repeat)
+                        t_k = median_ms(lambda: dense_csr(C, W.indptr, W.indices, W.data, out,
+                                                          W.has_sorted_indices), args.repeat)
                         table.append([name, f"{k} {n}x{m}", f"{W.nnz}", dtype.name, P, f"{density:g}",
                                       f"{t_sp:.1f}", f"{t_k:.1f}", f"{t_sp / t_k:.1f}x"])
                         print(" ".join(map(str, table[-1])), file=sys.stderr, flush=True)

@@ -18,7 +18,7 @@ pair is kept, and its bound is recomputed with rigorous float64 rounding terms (
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from ..domains.deeppoly_batch import (AffineReluChain, SparseAffine, layer_produ
                                       transposed_product)
 from ..fp import UNIT_ROUNDOFF, gamma, inflate
 from ..network import Affine, ReLU
-from kernels.relu_pairs import adam_ascent, relu_backward_pairs, relu_forward_pairs
+from kernels.relu_pairs import adam_ascent, live_columns, relu_backward_pairs, relu_forward_pairs
 
 
 def _c(a: np.ndarray, dtype=np.float64) -> np.ndarray:
@@ -85,6 +85,16 @@ class PairProblem:
     pre_upper: dict
     top: int = -1                       # chain index of the layer whose outputs the rows are (-1: the last)
     row_sign: np.ndarray | None = None  # (P,) ±1: bound σ z_row (-1 gives an upper bound); None: all +1
+    _live: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def live_columns(self, j: int) -> np.ndarray:
+        """Columns of ReLU j where some pair is unstable or split (``kernels.relu_pairs.live_columns``),
+        computed once: later edits may only clear ``unstable`` entries (FSB's look-ahead), which keeps
+        it a superset."""
+        cols = self._live.get(j)
+        if cols is None:
+            cols = self._live[j] = live_columns(self.unstable[j], self.sign[j])
+        return cols
 
     @property
     def n_pairs(self) -> int:
@@ -100,7 +110,7 @@ class PairProblem:
             if isinstance(v, dict):
                 return {j: a if a.dtype == bool else a.astype(dtype) for j, a in v.items()}
             return v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v
-        return PairProblem(**{f.name: conv(getattr(self, f.name)) for f in fields(self)})
+        return PairProblem(**{f.name: conv(getattr(self, f.name)) for f in fields(self) if f.init})
 
     @classmethod
     def gather(cls, chain: AffineReluChain, layers: list[tuple[np.ndarray, np.ndarray]], phases: dict,
@@ -191,7 +201,7 @@ def pair_bounds(pp: PairProblem, alpha: dict, beta: dict, sound: bool = True, gr
         C_new = np.empty_like(C)
         acc, abs_mag, abs_icpt = np.zeros(P, dt), np.empty(P, dt), np.empty(P, dt)
         relu_backward_pairs(C, _c(alpha[j], dt), pp.su[j], pp.bu[j], pp.fixed[j], pp.unstable[j], _c(beta[j], dt),
-                            pp.sign[j], pp.mag[j], C_new, acc, abs_mag, abs_icpt)
+                            pp.sign[j], pp.mag[j], pp.live_columns(j), C_new, acc, abs_mag, abs_icpt)
         const += acc
         if sound:
             slack += 2 * UNIT_ROUNDOFF * abs_mag + gamma(C.shape[1] + 2) * abs_icpt
@@ -220,7 +230,7 @@ def _gradients(pp: PairProblem, alpha: dict, coefs: dict, x_star: np.ndarray) ->
         z = h
         h, ga[j], gb[j] = np.empty_like(z), np.empty_like(z), np.empty_like(z)
         relu_forward_pairs(z, coefs[j], _c(alpha[j], pp.dtype), pp.su[j], pp.bu[j], pp.fixed[j], pp.unstable[j], pp.sign[j],
-                           h, ga[j], gb[j])
+                           pp.live_columns(j), h, ga[j], gb[j])
     return ga, gb
 
 
@@ -279,10 +289,10 @@ def optimise_pairs(pp: PairProblem, alpha: dict | None = None, beta: dict | None
         for (kind, j), (m1, m2) in moments.items():
             if kind == "a":  # α acts on free unstable neurons only, β on split ones (sign != 0)
                 adam_ascent(alpha[j], _c(grads[0][j], dtype), m1, m2, ADAM_B1, ADAM_B2, c1, c2, lr_alpha, ADAM_EPS,
-                            0.0, 1.0, live_pp.unstable[j])
+                            0.0, 1.0, live_pp.unstable[j], live_pp.live_columns(j))
             else:
                 adam_ascent(beta[j], _c(grads[1][j], dtype), m1, m2, ADAM_B1, ADAM_B2, c1, c2, lr_beta, ADAM_EPS,
-                            0.0, np.inf, split[j])
+                            0.0, np.inf, split[j], live_pp.live_columns(j))
         if check_time is not None:
             check_time()
         ev = pair_bounds(live_pp, alpha, beta, sound=False, grad=it < iterations - 1)
