@@ -55,9 +55,12 @@ def test_agrees_with_enumeration_both_ways(seed, side):
 
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("side", ["holds", "violated"])
-def test_optimised_intermediate_bounds_of_shallow_children_agree_with_enumeration(seed, side):
-    """With children's intermediate bounds optimised under their splits (``intermediate_depth``), the
-    search still proves what holds, and never what does not."""
+@pytest.mark.parametrize("options", [BabOptions(intermediate_depth=4), BabOptions(refine_intermediate=False)],
+                         ids=["optimised-shallow", "parent-bounds"])
+def test_children_intermediate_bounds_settings_agree_with_enumeration(seed, side, options):
+    """With children's intermediate bounds optimised under their splits (``intermediate_depth``), or kept
+    from the parent (``refine_intermediate=False``, the setting for conv nets), the search still proves
+    what holds, and never what does not."""
     net, lo, hi, m = _net_and_min(seed)
     t = m - 0.02 if side == "holds" else m + 0.02
     A, b = np.ones((1, 1)), np.array([t])
@@ -68,7 +71,7 @@ def test_optimised_intermediate_bounds_of_shallow_children_agree_with_enumeratio
         return (x, y) if y[0] <= t and np.all(x >= lo) and np.all(x <= hi) else None
 
     out = relu_bab(chain, RowSets(A, b, np.zeros(1, bool), (slice(0, 1),)), lo, hi, check_counterexample=check,
-                   check_time=lambda: None, options=BabOptions(intermediate_depth=4))
+                   check_time=lambda: None, options=options)
     if side == "holds":
         assert out.result == "holds", (out, m, t)
     else:  # the search's own minimisers may miss the counterexample (verify attacks first), never prove it
@@ -184,7 +187,7 @@ def _small_conv_net(rng):
                                Node("fc", Affine(rng.normal(size=(2, 12)), rng.normal(size=2)), (2,))])
 
 
-def test_options_for_network_use_more_candidates_on_convolutions():
+def test_options_for_network_on_convolutions_use_more_candidates_and_no_refinement():
     from absint.bab.search import CONV_CANDIDATES
 
     rng = np.random.default_rng(0)
@@ -192,7 +195,9 @@ def test_options_for_network_use_more_candidates_on_convolutions():
     assert CONV_CANDIDATES != BabOptions().branching_candidates
     assert BabOptions.for_network(conv).branching_candidates == CONV_CANDIDATES
     assert BabOptions.for_network(dense).branching_candidates == BabOptions().branching_candidates == 3
-    assert BabOptions.for_network(conv, branching_candidates=2, batch=7) == BabOptions(branching_candidates=2, batch=7)
+    assert not BabOptions.for_network(conv).refine_intermediate and BabOptions.for_network(dense).refine_intermediate
+    assert BabOptions.for_network(conv, branching_candidates=2, batch=7, refine_intermediate=True) == \
+        BabOptions(branching_candidates=2, batch=7)
 
 
 def test_verify_gives_branch_and_bound_the_options_for_its_network(monkeypatch):
