@@ -10,7 +10,9 @@ loop's set-up dominate short vectors), so blocks of 64 rows did oval21's convolu
 than blocks of 16, most on dense rows (perf/bench_spmm.py, perf/README.md). scipy's dense-times-sparse
 product transposes all P rows at once and loses the cache beyond a few hundred rows. Every entry is
 summed in a fixed order, so results do not depend on the thread count; the sums are plain float sums
-(a caller that needs rounding bounds uses gamma_n, Higham, valid in any order).
+(a caller that needs rounding bounds uses gamma_n, Higham, valid in any order). A product with fewer
+blocks than threads (small rounds of branch and bound) also splits the output columns into segments,
+one task per (block, segment), so that every thread works.
 """
 
 import numba
@@ -80,9 +82,10 @@ def _dense_csr_blocks(C, indptr, indices, data, out):
 
 @kernel(parallel=True)
 def _dense_csr_segments(C, indptr, indices, data, out, S):
-    """out = C W, one thread per (block of rows, segment of S output columns): the blocks are
-    transposed first (in parallel over column runs), then each task scatters the entries of W whose
-    column lies in its segment (a binary search per row of W: its indices are sorted)."""
+    """out = C W, one task per (block of rows, one of S equal segments of the output columns): the
+    blocks are transposed first (in parallel over runs of C's columns), then each task scatters the
+    entries of W whose column lies in its segment (found by binary search: W's rows must have sorted
+    indices). Each output sums the same entries in the same order as ``_dense_csr_blocks``."""
     P, n = C.shape
     m = out.shape[1]
     n_blocks = (P + BLOCK - 1) // BLOCK
