@@ -31,9 +31,13 @@ BLOCK = 64
 _COLUMNS = 256
 
 
+def _n_blocks(P: int) -> int:
+    return -(-P // BLOCK)
+
+
 def _work(C, indptr, indices, data, out, sorted_indices=False):
     """Multiply-adds of the product (every block runs BLOCK lanes)."""
-    return data.size * BLOCK * -(-C.shape[0] // BLOCK)
+    return data.size * BLOCK * _n_blocks(C.shape[0])
 
 
 @serial_when_small(_work, threshold=1 << 20)
@@ -42,7 +46,7 @@ def dense_csr(C, indptr, indices, data, out, sorted_indices=False):
     sorted indices and there are fewer blocks than threads, (block, segment of output columns) tasks,
     so that every thread works (small batches: 1.6-2.1x on oval21's second convolution, 64 rows)."""
     threads = numba.get_num_threads()
-    if threads == 1 or not sorted_indices or -(-C.shape[0] // BLOCK) >= threads:
+    if threads == 1 or not sorted_indices or _n_blocks(C.shape[0]) >= threads:
         _dense_csr_blocks(C, indptr, indices, data, out)
     else:
         _dense_csr_segments(C, indptr, indices, data, out, threads)
