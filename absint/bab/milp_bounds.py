@@ -1,0 +1,192 @@
+"""Intermediate bounds of the first hidden layers from mixed-integer programs (the exact ReLU encoding).
+
+Optimised DeepPoly (alpha-CROWN) reaches the bound of the triangle LP relaxation and no further (Salman
+et al. NeurIPS 2019, "convex barrier"); the exact encoding of each unstable ReLU a = max(z, 0) with a
+binary d (Tjeng et al. ICLR 2019):
+
+    a >= 0,  a >= z,  a <= u d,  a <= z - l (1 - d),  d in {0, 1}       (l < 0 < u the bounds of z)
+
+gives the true range of a neuron of layer k over the input box, given the bounds of layers < k. ERAN
+refined the first layers of the mnistfc networks this way (Singh et al. 2019, "Boosting robustness
+certification"). Each bound is a MILP solved by HiGHS (``scipy.optimize.milp``) under a time limit; the
+solver's dual bound is valid at any time. The solver works in floating point with feasibility
+tolerances (1e-7 primal, 1e-6 integrality), so each bound is moved outward by ``MARGIN`` times the
+magnitude of its terms (Σ|c_j|·max(|lb_j|, |ub_j|) + |v|), ten times those tolerances, and intersected
+with the given bounds: a bound never gets looser than the input's.
+
+On mnistfc 256x4 prop_4_0.05 the 85 unstable neurons of the second hidden layer (40 binaries in the
+first) took 88 s of HiGHS at 1 s per solve on two threads; 20 became stable, and after alpha-CROWN on
+the later layers the root bound went from -2.02 to -1.38.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from ..domains.deeppoly_batch import AffineReluChain
+from ..network import Affine, ReLU
+
+#: time limit of one solve (a deadline waits for the running ones)
+MAX_SOLVE_SECONDS = 20.0
+#: outward move of each solver bound, relative to the magnitude of its terms
+MARGIN = 1e-6
+#: HiGHS options passed verbatim (scipy warns that it does not check them): only the dual bound is used,
+#: so the primal heuristics are off; on mnistfc 256x4 prop_4_0.05 a second-layer neuron's exact bound
+#: took 2.7 s instead of 5.2 s (the sub-MIP heuristics had taken 4 s of the root)
+HIGHS_OPTIONS = {"mip_heuristic_effort": 0.0, "mip_heuristic_run_rins": False, "mip_heuristic_run_rens": False,
+                 "mip_heuristic_run_root_reduced_cost": False, "mip_heuristic_run_feasibility_jump": False}
+
+
+class _Model:
+    """The exact encoding of the chain's layers before Affine layer ``top`` over one input box: variables
+    x (the input), then per hidden ReLU layer the pre-activations z and outputs a of its neurons that can
+    be active, and one binary per unstable neuron; the dense rows z = W a_prev + b appear once."""
+
+    def __init__(self, chain: AffineReluChain, layers: list, lo: np.ndarray, hi: np.ndarray, top: int):
+        var_lo, var_hi, integral = [lo], [hi], [np.zeros(lo.size)]
+        blocks, rows_lo, rows_hi = [], [], []
+        n_vars, prev, prev_live = lo.size, 0, np.arange(lo.size)
+        for k in range(top):
+            layer = chain.layers[k]
+            if not isinstance(layer, Affine):
+                continue
+            if not isinstance(chain.layers[k + 1], ReLU):
+                raise ValueError(f"chain layer {k} is an Affine not followed by a ReLU")
+            l, u = layers[k][0][0], layers[k][1][0]
+            live = np.flatnonzero(u > 0)  # inactive neurons output 0 and need no variables
+            unstable = live[l[live] < 0]
+            n, m = live.size, unstable.size
+            W = sp.csr_array(layer.weight)[live][:, prev_live]  # the previous layer's inactive outputs are 0
+            bias = np.asarray(layer.bias, np.float64)[live]
+            z, a, d = n_vars, n_vars + n, n_vars + 2 * n  # pre-activations, outputs, binaries
+            n_vars = d + m
+            var_lo += [l[live], np.zeros(n), np.zeros(m)]
+            var_hi += [u[live], u[live], np.ones(m)]
+            integral += [np.zeros(n), np.zeros(n), np.ones(m)]
+            eye = sp.eye_array(n, format="csr")
+            pos = np.flatnonzero(l[live] < 0)  # the unstable ones among the live
+            t = np.arange(m)
+            ones = sp.csr_array((np.ones(m), (t, pos)), shape=(m, n))
+            # z - W a_prev = b (dense rows, once per neuron)
+            blocks.append(self._rows(n_vars, [(prev, -W), (z, eye)]))
+            rows_lo.append(bias)
+            rows_hi.append(bias)
+            # active: a - z = 0
+            act = np.flatnonzero(l[live] >= 0)
+            blocks.append(self._rows(n_vars, [(z, -eye[act]), (a, eye[act])]))
+            rows_lo.append(np.zeros(act.size))
+            rows_hi.append(np.zeros(act.size))
+            # unstable: a - z >= 0;  a - u d <= 0;  a - z - l d <= -l
+            diag = lambda v: sp.csr_array((v, (t, t)), shape=(m, m))  # noqa: E731
+            blocks.append(self._rows(n_vars, [(z, -ones), (a, ones)]))
+            rows_lo.append(np.zeros(m))
+            rows_hi.append(np.full(m, np.inf))
+            blocks.append(self._rows(n_vars, [(a, ones), (d, diag(-u[unstable]))]))
+            rows_lo.append(np.full(m, -np.inf))
+            rows_hi.append(np.zeros(m))
+            blocks.append(self._rows(n_vars, [(z, -ones), (a, ones), (d, diag(-l[unstable]))]))
+            rows_lo.append(np.full(m, -np.inf))
+            rows_hi.append(-l[unstable])
+            prev, prev_live = a, live
+        self.live = prev_live
+        self.n_vars, self.out = n_vars, prev
+        matrix = sp.vstack([sp.hstack([blk, sp.csr_array((blk.shape[0], n_vars - blk.shape[1]))]) if blk.shape[1] < n_vars
+                            else blk for blk in blocks], format="csr")
+        self.constraint = LinearConstraint(matrix, np.concatenate(rows_lo), np.concatenate(rows_hi))
+        self.bounds = Bounds(np.concatenate(var_lo), np.concatenate(var_hi))
+        self.integrality = np.concatenate(integral)
+        self.n_binaries = int(self.integrality.sum())
+
+    @staticmethod
+    def _rows(n_vars: int, parts: list) -> sp.csr_array:
+        """Constraint rows with the given (column offset, block) parts, as wide as the variables so far."""
+        n_rows = parts[0][1].shape[0]
+        coo = [sp.coo_array(blk) for _, blk in parts]
+        r = np.concatenate([c.row for c in coo])
+        c = np.concatenate([c.col + off for (off, _), c in zip(parts, coo)])
+        v = np.concatenate([c.data for c in coo])
+        return sp.csr_array((v, (r, c)), shape=(n_rows, n_vars))
+
+    def minimum(self, c_out: np.ndarray, seconds: float) -> float:
+        """A lower bound of c_out · a_out (the outputs of the last hidden layer before ``top``) over the encoding: HiGHS's dual
+        bound after at most ``seconds``, moved outward by ``MARGIN``; -inf when the solver gives none."""
+        c = np.zeros(self.n_vars)
+        c[self.out:self.out + self.live.size] = c_out[self.live]
+        res = milp(c, constraints=self.constraint, integrality=self.integrality, bounds=self.bounds,
+                   options={"time_limit": max(seconds, 1e-3), "disp": False, **HIGHS_OPTIONS})
+        value = getattr(res, "mip_dual_bound", None)
+        if value is None or not np.isfinite(value):
+            return -np.inf
+        scale = np.abs(c) @ np.maximum(np.abs(self.bounds.lb), np.abs(self.bounds.ub))
+        return float(value - MARGIN * (scale + abs(value) + 1.0))
+
+
+def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: np.ndarray, n_layers: int,
+                      seconds: float, threads: int = 2, check_time: Callable[[], None] | None = None) -> list:
+    """Bounds of the unstable inputs of the ReLU layers 2 .. n_layers + 1 of one box [lo, hi] (flat; ``layers``
+    as ``deeppoly_boxes`` returns them for one sub-problem, (1, n) arrays) from their exact MILP encodings
+    over the earlier layers, about ``seconds`` of solver time in all (each solve gets an equal share of
+    what is left), on ``threads`` threads. Returns a new ``layers`` list: each bound is the tighter of
+    the given and the MILP's (after its margin)."""
+    layers = [(l.copy(), u.copy()) for l, u in layers]
+    lo, hi = np.asarray(lo, np.float64).ravel(), np.asarray(hi, np.float64).ravel()
+    tops = [k for k in range(len(chain.layers) - 1)
+            if isinstance(chain.layers[k], Affine) and isinstance(chain.layers[k + 1], ReLU)][1:1 + n_layers]
+    stop = time.perf_counter() + seconds
+    jobs = []
+    for top in tops:
+        l, u = layers[top][0][0], layers[top][1][0]
+        jobs.append((top, np.flatnonzero((l < 0) & (u > 0))))
+    total = 2 * sum(idx.size for _, idx in jobs)
+    done = 0
+    pool = ThreadPoolExecutor(max(1, threads))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Unrecognized options detected", RuntimeWarning)
+            for top, unstable in jobs:
+                done += _tighten_layer(chain, layers, lo, hi, top, unstable, pool, threads, stop, total - done,
+                                       check_time)
+    finally:  # on a deadline or Ctrl-C the queued solves are dropped; running ones end within their limit
+        pool.shutdown(wait=True, cancel_futures=True)
+    return layers
+
+
+def _tighten_layer(chain, layers, lo, hi, top, unstable, pool, threads, stop, to_do, check_time) -> int:
+    """Tighten the bounds of the neurons ``unstable`` of Affine layer ``top`` in ``layers`` (in place), two
+    solves per neuron, each with an equal share of the time left until ``stop`` for the ``to_do`` solves
+    left (at most ``MAX_SOLVE_SECONDS``). Returns the number of solves made."""
+    if not unstable.size:
+        return 0
+    model = _Model(chain, layers, lo, hi, top)
+    W = sp.csr_array(chain.layers[top].weight)[unstable].toarray()
+    bias = np.asarray(chain.layers[top].bias, np.float64)[unstable]
+    lower, upper = np.full(unstable.size, -np.inf), np.full(unstable.size, np.inf)
+    n, done = max(1, threads), 0
+    for start in range(0, unstable.size, n):
+        if check_time is not None:
+            check_time()
+        left = stop - time.perf_counter()
+        if left <= 0:
+            break
+        part = range(start, min(start + n, unstable.size))
+        share = min(left / max(1, to_do - done) * n, MAX_SOLVE_SECONDS)
+        low = [pool.submit(model.minimum, W[i], share) for i in part]
+        high = [pool.submit(model.minimum, -W[i], share) for i in part]
+        for i, fl, fh in zip(part, low, high):
+            lower[i] = fl.result() + bias[i]
+            upper[i] = -fh.result() + bias[i]
+        done += 2 * len(part)
+    l, u = layers[top][0][0], layers[top][1][0]
+    l[unstable] = np.maximum(l[unstable], lower)
+    u[unstable] = np.minimum(u[unstable], upper)
+    return done
+
+
+__all__ = ["milp_intermediate", "MARGIN"]

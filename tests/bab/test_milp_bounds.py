@@ -1,0 +1,135 @@
+"""MILP intermediate bounds (absint.bab.milp_bounds): equal to the exact range of each refined neuron (phase
+enumeration + linprog) up to the solver's margin, never looser than the given bounds, respected by
+sampled and gradient-guided points on a real mnistfc network, and the search that uses them still
+agrees with enumeration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import absint
+from absint.bab.milp_bounds import milp_intermediate
+from absint.bab.search import BabOptions, relu_bab
+from absint.domains.deeppoly_batch import AffineReluChain, ReluSplits, deeppoly_boxes
+from absint.input_split import RowSets
+from absint.network import Affine, ReLU
+from absint.verify import _stack, spec_network
+from tests._bench import benchmark_instances
+from tests.bab.test_search import _net_and_min
+from tests.domains.test_deeppoly_batch import random_chain
+from tests.reference.relu_lp import exact_minimum
+
+
+def _root_layers(chain, lo, hi):
+    phases = {j: np.zeros((1, chain.layers[j - 1].weight.shape[0]), np.int8)
+              for j, layer in enumerate(chain.layers) if isinstance(layer, ReLU)}
+    return deeppoly_boxes(chain, lo[None], hi[None], splits=ReluSplits(phases)).layers
+
+
+def _hidden_affines(chain):
+    return [k for k in range(len(chain.layers) - 1)
+            if isinstance(chain.layers[k], Affine) and isinstance(chain.layers[k + 1], ReLU)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bounds_are_the_exact_range_of_each_refined_neuron(seed):
+    """Layers 2 and 3 of a random chain: every unstable neuron's refined bounds contain its exact range over
+    the box and are within the margin of it (the encoding is exact); stable ones are untouched."""
+    rng = np.random.default_rng(seed)
+    chain = AffineReluChain.from_network(random_chain(rng, (3, 5, 4, 4, 1)))
+    lo = rng.normal(size=3) - 1.0
+    hi = lo + 2.0 * rng.random(3) + 1.0
+    layers = _root_layers(chain, lo, hi)
+    tight = milp_intermediate(chain, layers, lo, hi, n_layers=2, seconds=30.0, threads=2)
+    refined = 0
+    for top in _hidden_affines(chain)[1:3]:
+        l, u = layers[top][0][0], layers[top][1][0]
+        tl, tu = tight[top][0][0], tight[top][1][0]
+        assert np.all(tl >= l) and np.all(tu <= u)
+        for i in range(l.size):
+            if not (l[i] < 0 < u[i]):
+                assert tl[i] == l[i] and tu[i] == u[i]
+                continue
+            e = np.eye(l.size)[i]
+            low, _ = exact_minimum(list(chain.layers[:top + 1]), lo, hi, e)
+            high = -exact_minimum(list(chain.layers[:top + 1]), lo, hi, -e)[0]
+            assert tl[i] <= low + 1e-12 and tu[i] >= high - 1e-12, (top, i, tl[i], low, tu[i], high)
+            assert tl[i] >= low - 1e-4 and tu[i] <= high + 1e-4, (top, i, tl[i], low, tu[i], high)
+            refined += 1
+    assert refined > 0
+
+
+def test_mnistfc_points_stay_within_the_refined_bounds():
+    """mnistfc 256x2 with a real property: random points, box corners and points that descend / ascend a
+    refined neuron by projected gradient steps stay inside its MILP bounds; some neurons get tighter."""
+    _, onnx, vnnlib, _ = next(i for i in benchmark_instances("mnistfc") if "256x2" in i[1].name and "0.05" in i[2].name)
+    net = absint.load_onnx(onnx)
+    region = absint.load_vnnlib(vnnlib, net).regions[0]
+    A, b, _, _ = _stack(region.unsafe)
+    chain = AffineReluChain.from_network(spec_network(net, A, b))
+    lo, hi = region.lower.ravel().astype(float), region.upper.ravel().astype(float)
+    layers = _root_layers(chain, lo, hi)
+    top = _hidden_affines(chain)[1]
+    tight = milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=20.0, threads=2)
+    tl, tu = tight[top][0][0], tight[top][1][0]
+    assert np.any(tu - tl < layers[top][1][0] - layers[top][0][0] - 1e-3)
+    W0, b0 = chain.layers[0].weight, chain.layers[0].bias
+    W1, b1 = chain.layers[top].weight, chain.layers[top].bias
+
+    def z2(x):
+        return np.maximum(x @ W0.T + b0, 0.0) @ W1.T + b1
+
+    rng = np.random.default_rng(0)
+    x = np.vstack([lo + rng.random((300, lo.size)) * (hi - lo), np.where(rng.random((300, lo.size)) < 0.5, lo, hi)])
+    values = [z2(x)]
+    unstable = np.flatnonzero((layers[top][0][0] < 0) & (layers[top][1][0] > 0))[:16]
+    for i in unstable:
+        for sign in (1.0, -1.0):  # push z2_i down (sign 1) or up
+            p = lo + rng.random((8, lo.size)) * (hi - lo)
+            for step in np.linspace(0.2, 0.01, 30):
+                active = (p @ W0.T + b0) > 0
+                grad = (active * W1[i]) @ W0
+                p = np.clip(p - sign * step * (hi - lo) * np.sign(grad), lo, hi)
+            values.append(z2(p))
+    v = np.vstack(values)
+    assert np.all(v >= tl - 1e-9) and np.all(v <= tu + 1e-9)
+
+
+def test_no_time_left_changes_nothing_and_the_deadline_propagates():
+    rng = np.random.default_rng(3)
+    chain = AffineReluChain.from_network(random_chain(rng, (3, 6, 6, 1)))
+    lo, hi = -np.ones(3), np.ones(3)
+    layers = _root_layers(chain, lo, hi)
+    same = milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=0.0)
+    assert all(np.array_equal(a, c) and np.array_equal(b, d) for (a, b), (c, d) in zip(layers, same))
+
+    class Stop(Exception):
+        pass
+
+    def stop():
+        raise Stop
+
+    if np.any((layers[2][0] < 0) & (layers[2][1] > 0)):
+        with pytest.raises(Stop):
+            milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=10.0, check_time=stop)
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("side", ["holds", "violated"])
+def test_search_with_milp_root_bounds_agrees_with_enumeration(seed, side):
+    net, lo, hi, m = _net_and_min(seed)
+    t = m - 0.02 if side == "holds" else m + 0.02
+    A, b = np.ones((1, 1)), np.array([t])
+    chain = AffineReluChain.from_network(spec_network(net, A, b))
+
+    def check(x):
+        y = net.forward(x[None])[0]
+        return (x, y) if y[0] <= t and np.all(x >= lo) and np.all(x <= hi) else None
+
+    out = relu_bab(chain, RowSets(A, b, np.zeros(1, bool), (slice(0, 1),)), lo, hi, check_counterexample=check,
+                   check_time=lambda: None, options=BabOptions(milp_layers=1, milp_after=0.0, milp_seconds=5.0))
+    if side == "holds":
+        assert out.result == "holds", (out, m, t)
+    else:
+        assert out.result == "unknown" or check(out.result[0]) is not None, (out, m, t)
