@@ -21,10 +21,14 @@ the later layers the root bound went from -2.02 to -1.38.
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
@@ -148,7 +152,7 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
     done = 0
     pool = ThreadPoolExecutor(max(1, threads))
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _solver_prints_to_stderr():
             warnings.filterwarnings("ignore", "Unrecognized options detected", RuntimeWarning)
             for top, unstable in jobs:
                 done += _tighten_layer(chain, layers, lo, hi, top, unstable, pool, threads, stop, total - done,
@@ -156,6 +160,32 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
     finally:  # on a deadline or Ctrl-C the queued solves are dropped; running ones end within their limit
         pool.shutdown(wait=True, cancel_futures=True)
     return layers
+
+
+@contextmanager
+def _solver_prints_to_stderr():
+    """HiGHS prints a debug line to the C stdout on some solves whatever its log options; send the
+    process's file descriptor 1 to stderr meanwhile, so stdout keeps only results."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError, AttributeError):  # no usable stdout: nothing to protect
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        _flush_c_stdio()  # C's buffer holds the lines written meanwhile: out before fd 1 is restored
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _flush_c_stdio():
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no C library to flush (not on Linux / macOS)
+        pass
 
 
 def _tighten_layer(chain, layers, lo, hi, top, unstable, pool, threads, stop, to_do, check_time) -> int:

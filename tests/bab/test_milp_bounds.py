@@ -133,3 +133,51 @@ def test_search_with_milp_root_bounds_agrees_with_enumeration(seed, side):
         assert out.result == "holds", (out, m, t)
     else:
         assert out.result == "unknown" or check(out.result[0]) is not None, (out, m, t)
+
+
+def test_searches_open_at_the_root_restart_once_from_milp_bounds():
+    """Among the enumeration nets, those the root does not prove restart once (statistics kept across the
+    restart), and their verdicts stay right."""
+    restarted = 0
+    for seed in range(8):
+        net, lo, hi, m = _net_and_min(seed)
+        A, b = np.ones((1, 1)), np.array([m - 0.02])
+        chain = AffineReluChain.from_network(spec_network(net, A, b))
+        out = relu_bab(chain, RowSets(A, b, np.zeros(1, bool), (slice(0, 1),)), lo, hi,
+                       check_counterexample=lambda x: None, check_time=lambda: None,
+                       options=BabOptions(milp_layers=1, milp_after=0.0, milp_seconds=5.0))
+        assert out.result == "holds" and out.restarts <= 1
+        assert out.stats()["restarts"] == out.restarts and (out.time_milp > 0) == (out.restarts == 1)
+        restarted += out.restarts
+    assert restarted > 0
+
+
+def test_options_for_network_use_milp_bounds_on_fully_connected_nets_only():
+    from absint.bab.search import FC_MILP_LAYERS
+    from tests.bab.test_search import _small_conv_net
+
+    rng = np.random.default_rng(0)
+    assert FC_MILP_LAYERS >= 1 and BabOptions().milp_layers == 0
+    assert BabOptions.for_network(random_chain(rng, (4, 6, 6, 2))).milp_layers == FC_MILP_LAYERS
+    assert BabOptions.for_network(_small_conv_net(rng)).milp_layers == 0
+    assert BabOptions.for_network(random_chain(rng, (4, 6, 2)), milp_layers=0).milp_layers == 0
+
+
+def test_verify_gives_the_milp_bounds_a_share_of_its_time(monkeypatch):
+    import importlib
+
+    from absint.verify import MILP_SHARE
+    from tests.bab.test_search import _prop
+
+    verify_module = importlib.import_module("absint.verify")
+    seen = []
+
+    def recording(*args, options, **kwargs):
+        seen.append(options)
+        return relu_bab(*args, options=options, **kwargs)
+
+    monkeypatch.setattr(verify_module, "relu_bab", recording)
+    net, lo, hi, m = _net_and_min(0)
+    spec = absint.vnnlib.parse_vnnlib(_prop(lo, hi, f"(assert (<= Y_0 {float(m - 0.02)!r}))\n"), net)
+    absint.verify(net, spec, timeout=30, method="bab", samples=0, pgd_steps=0)
+    assert seen and all(0 < o.milp_seconds <= MILP_SHARE * (30 - o.milp_after) and o.milp_layers >= 1 for o in seen)
