@@ -15,8 +15,12 @@ magnitude of its terms (Σ|c_j|·max(|lb_j|, |ub_j|) + |v|), ten times those tol
 with the given bounds: a bound never gets looser than the input's.
 
 On mnistfc 256x4 prop_4_0.05 the 85 unstable neurons of the second hidden layer (40 binaries in the
-first) took 88 s of HiGHS at 1 s per solve on two threads; 20 became stable, and after alpha-CROWN on
-the later layers the root bound went from -2.02 to -1.38.
+first) took 88 s of HiGHS at 1 s per solve on two threads with its primal heuristics on; 20 became
+stable, and after alpha-CROWN on the later layers the root bound went from -2.02 to -1.38. With the
+heuristics off (``HIGHS_OPTIONS``), 120 s took it to -1.14 (perf/README.md, session 13).
+
+Unlike the rest of the search, these bounds are not rigorous in floating point: they rest on the margin
+covering the solver's tolerances (it is ten times them, relative to the terms' magnitude).
 """
 
 from __future__ import annotations
@@ -119,8 +123,9 @@ class _Model:
         return sp.csr_array((v, (r, c)), shape=(n_rows, n_vars))
 
     def minimum(self, c_out: np.ndarray, seconds: float) -> float:
-        """A lower bound of c_out · a_out (the outputs of the last hidden layer before ``top``) over the encoding: HiGHS's dual
-        bound after at most ``seconds``, moved outward by ``MARGIN``; -inf when the solver gives none."""
+        """A lower bound of c_out · a_out (the outputs of the last hidden layer before ``top``) over the
+        encoding: HiGHS's dual bound after at most ``seconds``, moved outward by ``MARGIN``; -inf when the
+        solver gives none."""
         c = np.zeros(self.n_vars)
         c[self.out:self.out + self.live.size] = c_out[self.live]
         res = milp(c, constraints=self.constraint, integrality=self.integrality, bounds=self.bounds,

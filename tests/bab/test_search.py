@@ -55,12 +55,13 @@ def test_agrees_with_enumeration_both_ways(seed, side):
 
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("side", ["holds", "violated"])
-@pytest.mark.parametrize("options", [BabOptions(intermediate_depth=4), BabOptions(refine_intermediate=False)],
-                         ids=["optimised-shallow", "parent-bounds"])
+@pytest.mark.parametrize("options", [BabOptions(intermediate_depth=4), BabOptions(refine_intermediate=False),
+                                     BabOptions(milp_layers=1, milp_after=0.0, milp_seconds=5.0)],
+                         ids=["optimised-shallow", "parent-bounds", "milp-root"])
 def test_children_intermediate_bounds_settings_agree_with_enumeration(seed, side, options):
     """With children's intermediate bounds optimised under their splits (``intermediate_depth``), or kept
-    from the parent (``refine_intermediate=False``, the setting for conv nets), the search still proves
-    what holds, and never what does not."""
+    from the parent (``refine_intermediate=False``, the setting for conv nets), or restarted at once from
+    MILP root bounds (``milp_layers``), the search still proves what holds, and never what does not."""
     net, lo, hi, m = _net_and_min(seed)
     t = m - 0.02 if side == "holds" else m + 0.02
     A, b = np.ones((1, 1)), np.array([t])
