@@ -249,7 +249,7 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
 def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, forward, attack, out,
             root_prior=None) -> BabOutcome:
     """``relu_bab``'s loop; ``root_prior``: bounds of every chain layer known to hold on the whole box (the
-    search restarted after ``_restart_with_milp``, which it does at most once)."""
+    search restarted from ``_milp_root``, which it does at most once)."""
     forward = forward or (lambda x: _chain_forward(chain, x))
     relus = _relu_indices(chain)
     if len(out.splits_by_layer) != len(relus):
@@ -347,9 +347,13 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
                 out.result, out.reason = "unknown", "sub-problems with every ReLU fixed are not proved"
             return out
         if milp_at is not None and time.perf_counter() >= milp_at:
-            return _restart_with_milp(chain, rows, lo0, hi0, root_layers, root.phases, options, check_time, out,
-                                      lambda prior: _search(chain, rows, lo0, hi0, check_counterexample, check_time,
-                                                            options, forward, attack, out, prior))
+            # start again, once, from a root that keeps MILP bounds (the queue so far is dropped)
+            prior = _milp_root(chain, lo0, hi0, root_layers, root.phases, options, check_time, out)
+            if prior is None:  # no input reaches these bounds: the box is empty (never on a real box)
+                out.result = "holds"
+                return out
+            return _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, forward, attack, out,
+                           prior)
         t_round = time.perf_counter() - t_bound
         if batch is not root:
             k_round = int(np.clip(k_round * 2 if t_round < 1.0 else k_round, 1, k_max))
@@ -360,10 +364,10 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
         out.rounds += 1
 
 
-def _restart_with_milp(chain, rows, lo0, hi0, root_layers, phases, options: BabOptions, check_time, out, search):
-    """Tighten the root's intermediate bounds with MILPs (``milp_intermediate``, ``options.milp_layers``
-    layers, ``options.milp_seconds``), then alpha-CROWN on the later layers under them, and start the
-    search again from a root that keeps these bounds (``search(prior)``; the queue so far is dropped)."""
+def _milp_root(chain, lo0, hi0, root_layers, phases, options: BabOptions, check_time, out) -> list | None:
+    """The root's bounds of every chain layer with the MILP bounds of ``options.milp_layers`` layers
+    (``milp_intermediate``, ``options.milp_seconds``) and alpha-CROWN on the later layers under them; None
+    when they prove the root empty."""
     t = time.perf_counter()
     relus = _relu_indices(chain)
     try:
@@ -374,10 +378,9 @@ def _restart_with_milp(chain, rows, lo0, hi0, root_layers, phases, options: BabO
     finally:
         out.time_milp += time.perf_counter() - t
     out.restarts += 1
-    if empty[0]:  # no input reaches these bounds: the box is empty (never on a real box)
-        out.result = "holds"
-        return out
-    return search(_prior_list(chain, {k: b for k, b in enumerate(layers) if isinstance(chain.layers[k], Affine)}))
+    if empty[0]:
+        return None
+    return _prior_list(chain, {k: b for k, b in enumerate(layers) if isinstance(chain.layers[k], Affine)})
 
 
 def _bound_rows(chain, rows: RowSets, batch: _Batch, layers, feasible, lo, hi, steps, check_time):
