@@ -40,9 +40,13 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from ..domains.deeppoly_batch import AffineReluChain
 from ..network import Affine, ReLU
+from .slopes import optimise_intermediate
 
 #: time limit of one solve (a deadline waits for the running ones)
 MAX_SOLVE_SECONDS = 20.0
+#: binaries per MILP (the unstable neurons that move its objective most; ``_Model.integral_for``), the
+#: others relaxed to their triangle
+MILP_BINARIES = 20
 #: outward move of each solver bound, relative to the magnitude of its terms
 MARGIN = 1e-6
 #: HiGHS options passed verbatim (scipy warns that it does not check them): only the dual bound is used,
@@ -59,6 +63,9 @@ class _Model:
 
     def __init__(self, chain: AffineReluChain, layers: list, lo: np.ndarray, hi: np.ndarray, top: int):
         var_lo, var_hi, integral = [lo], [hi], [np.zeros(lo.size)]
+        # per hidden layer: (Affine index, unstable neurons, first binary's column), the live neurons'
+        # upper relaxation slopes, the unstable ones' triangle heights, |W| between live neurons
+        self._binaries, self._slope, self._gap, self._weight = [], [], [], []
         blocks, rows_lo, rows_hi = [], [], []
         n_vars, prev, prev_live = lo.size, 0, np.arange(lo.size)
         for k in range(top):
@@ -102,6 +109,10 @@ class _Model:
             blocks.append(self._rows(n_vars, [(z, -ones), (a, ones), (d, diag(-l[unstable]))]))
             rows_lo.append(np.full(m, -np.inf))
             rows_hi.append(-l[unstable])
+            self._binaries.append((k, live[l[live] < 0], d))
+            self._slope.append(self._upper_slope(l[live], u[live]))
+            self._gap.append(np.maximum(-l[unstable], 0.0) * u[unstable] / (u[unstable] - l[unstable]))
+            self._weight.append(np.abs(W.toarray()))
             prev, prev_live = a, live
         self.live = prev_live
         self.n_vars, self.out = n_vars, prev
@@ -113,6 +124,31 @@ class _Model:
         self.n_binaries = int(self.integrality.sum())
 
     @staticmethod
+    def _upper_slope(l: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Slope of each live neuron's upper relaxation: 1 when active, u/(u-l) when unstable."""
+        return np.where(l >= 0, 1.0, u / np.where(l < 0, u - l, 1.0))
+
+    def integral_for(self, c_out: np.ndarray, binaries: int | None) -> np.ndarray:
+        """The integrality vector that keeps as binaries only the ``binaries`` unstable neurons whose
+        relaxation can move c_out · a_out most, the others relaxed to their triangle (the LP relaxation of
+        the encoding; partial MILP, Singh et al. 2019): neuron m's score is its triangle's height
+        -l u/(u-l) times |c| back-propagated to it through |W| and the upper relaxation slopes."""
+        if binaries is None or binaries >= self.n_binaries:
+            return self.integrality
+        scores = []
+        v = np.abs(c_out[self.live])
+        for h in range(len(self._binaries) - 1, -1, -1):
+            _, unstable, _ = self._binaries[h]
+            scores.append(v[self._slope[h] < 1.0] * self._gap[h])
+            v = (v * self._slope[h]) @ self._weight[h]
+        scores = np.concatenate(scores[::-1])
+        columns = np.concatenate([d + np.arange(unstable.size) for _, unstable, d in self._binaries])
+        keep = columns[np.argsort(-scores, kind="stable")[:max(int(binaries), 0)]]
+        integral = np.zeros_like(self.integrality)
+        integral[keep] = 1.0
+        return integral
+
+    @staticmethod
     def _rows(n_vars: int, parts: list) -> sp.csr_array:
         """Constraint rows with the given (column offset, block) parts, as wide as the variables so far."""
         n_rows = parts[0][1].shape[0]
@@ -122,15 +158,17 @@ class _Model:
         v = np.concatenate([c.data for c in coo])
         return sp.csr_array((v, (r, c)), shape=(n_rows, n_vars))
 
-    def minimum(self, c_out: np.ndarray, seconds: float) -> float:
+    def minimum(self, c_out: np.ndarray, seconds: float, binaries: int | None = None) -> float:
         """A lower bound of c_out · a_out (the outputs of the last hidden layer before ``top``) over the
-        encoding: HiGHS's dual bound after at most ``seconds``, moved outward by ``MARGIN``; -inf when the
-        solver gives none."""
+        encoding with at most ``binaries`` binaries (``integral_for``; None: all): HiGHS's dual bound after
+        at most ``seconds``, moved outward by ``MARGIN``; -inf when the solver gives none."""
         c = np.zeros(self.n_vars)
         c[self.out:self.out + self.live.size] = c_out[self.live]
-        res = milp(c, constraints=self.constraint, integrality=self.integrality, bounds=self.bounds,
+        res = milp(c, constraints=self.constraint, integrality=self.integral_for(c_out, binaries), bounds=self.bounds,
                    options={"time_limit": max(seconds, 1e-3), "disp": False, **HIGHS_OPTIONS})
         value = getattr(res, "mip_dual_bound", None)
+        if (value is None or not np.isfinite(value)) and res.status == 0:  # solved at its root (or an LP)
+            value = res.fun
         if value is None or not np.isfinite(value):
             return -np.inf
         scale = np.abs(c) @ np.maximum(np.abs(self.bounds.lb), np.abs(self.bounds.ub))
@@ -138,33 +176,46 @@ class _Model:
 
 
 def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: np.ndarray, n_layers: int,
-                      seconds: float, threads: int = 2, check_time: Callable[[], None] | None = None) -> list:
+                      seconds: float, threads: int = 2, check_time: Callable[[], None] | None = None,
+                      binaries: int | None = MILP_BINARIES, iterations: int = 0) -> tuple[list, bool]:
     """Bounds of the unstable inputs of the ReLU layers 2 .. n_layers + 1 of one box [lo, hi] (flat; ``layers``
-    as ``deeppoly_boxes`` returns them for one sub-problem, (1, n) arrays) from their exact MILP encodings
-    over the earlier layers, about ``seconds`` of solver time in all (each solve gets an equal share of
-    what is left), on ``threads`` threads. Returns a new ``layers`` list: each bound is the tighter of
-    the given and the MILP's (after its margin)."""
+    as ``deeppoly_boxes`` returns them for one sub-problem, (1, n) arrays) from MILP encodings over the
+    earlier layers with at most ``binaries`` binaries each (None: the exact encoding), layer by layer,
+    about ``seconds`` of solver time in all (each solve gets an equal share of what is left, counting
+    the later layers' unstable neurons as they stand), on ``threads`` threads. With ``iterations`` > 0,
+    the bounds of the layers after each refined one are optimised again under it (alpha-CROWN,
+    ``optimise_intermediate``) before the next layer's encoding is built. Returns a new ``layers`` list,
+    each bound the tighter of the given and the MILP's (after its margin), and whether the bounds prove
+    the box empty."""
     layers = [(l.copy(), u.copy()) for l, u in layers]
     lo, hi = np.asarray(lo, np.float64).ravel(), np.asarray(hi, np.float64).ravel()
-    tops = [k for k in range(len(chain.layers) - 1)
-            if isinstance(chain.layers[k], Affine) and isinstance(chain.layers[k + 1], ReLU)][1:1 + n_layers]
+    hidden = [k for k in range(len(chain.layers) - 1)
+              if isinstance(chain.layers[k], Affine) and isinstance(chain.layers[k + 1], ReLU)]
+    tops = hidden[1:1 + n_layers]
+    phases = {k + 1: np.zeros((1, chain.layers[k].weight.shape[0]), np.int8) for k in hidden}
     stop = time.perf_counter() + seconds
-    jobs = []
-    for top in tops:
-        l, u = layers[top][0][0], layers[top][1][0]
-        jobs.append((top, np.flatnonzero((l < 0) & (u > 0))))
-    total = 2 * sum(idx.size for _, idx in jobs)
-    done = 0
     pool = ThreadPoolExecutor(max(1, threads))
     try:
         with warnings.catch_warnings(), _solver_prints_to_stderr():
             warnings.filterwarnings("ignore", "Unrecognized options detected", RuntimeWarning)
-            for top, unstable in jobs:
-                done += _tighten_layer(chain, layers, lo, hi, top, unstable, pool, threads, stop, total - done,
-                                       check_time)
+            for n, top in enumerate(tops):
+                unstable = _unstable(layers, top)
+                to_do = 2 * (unstable.size + sum(_unstable(layers, t).size for t in tops[n + 1:]))
+                _tighten_layer(chain, layers, lo, hi, top, unstable, pool, threads, stop, to_do, binaries,
+                               check_time)
+                if iterations > 0:
+                    layers, empty = optimise_intermediate(chain, layers, phases, lo[None], hi[None], iterations,
+                                                          check_time, after=np.array([top + 1]))
+                    if empty[0]:
+                        return layers, True
     finally:  # on a deadline or Ctrl-C the queued solves are dropped; running ones end within their limit
         pool.shutdown(wait=True, cancel_futures=True)
-    return layers
+    return layers, False
+
+
+def _unstable(layers: list, k: int) -> np.ndarray:
+    l, u = layers[k][0][0], layers[k][1][0]
+    return np.flatnonzero((l < 0) & (u > 0))
 
 
 @contextmanager
@@ -193,10 +244,11 @@ def _flush_c_stdio():
         pass
 
 
-def _tighten_layer(chain, layers, lo, hi, top, unstable, pool, threads, stop, to_do, check_time) -> int:
+def _tighten_layer(chain, layers, lo, hi, top, unstable, pool, threads, stop, to_do, binaries, check_time) -> int:
     """Tighten the bounds of the neurons ``unstable`` of Affine layer ``top`` in ``layers`` (in place), two
-    solves per neuron, each with an equal share of the time left until ``stop`` for the ``to_do`` solves
-    left (at most ``MAX_SOLVE_SECONDS``). Returns the number of solves made."""
+    solves per neuron with at most ``binaries`` binaries, each with an equal share of the time left until
+    ``stop`` for the ``to_do`` solves left (at most ``MAX_SOLVE_SECONDS``). Returns the number of solves
+    made."""
     if not unstable.size:
         return 0
     model = _Model(chain, layers, lo, hi, top)
@@ -212,8 +264,8 @@ def _tighten_layer(chain, layers, lo, hi, top, unstable, pool, threads, stop, to
             break
         part = range(start, min(start + n, unstable.size))
         share = min(left / max(1, to_do - done) * n, MAX_SOLVE_SECONDS)
-        low = [pool.submit(model.minimum, W[i], share) for i in part]
-        high = [pool.submit(model.minimum, -W[i], share) for i in part]
+        low = [pool.submit(model.minimum, W[i], share, binaries) for i in part]
+        high = [pool.submit(model.minimum, -W[i], share, binaries) for i in part]
         for i, fl, fh in zip(part, low, high):
             lower[i] = fl.result() + bias[i]
             upper[i] = -fh.result() + bias[i]
@@ -224,4 +276,4 @@ def _tighten_layer(chain, layers, lo, hi, top, unstable, pool, threads, stop, to
     return done
 
 
-__all__ = ["milp_intermediate", "MARGIN"]
+__all__ = ["milp_intermediate", "MARGIN", "MILP_BINARIES"]

@@ -36,7 +36,7 @@ ATTACK_EVERY = 8
 #: filtered smart branching candidates on networks with convolutions (``BabOptions.for_network``)
 CONV_CANDIDATES = 8
 #: hidden layers (after the first) whose root bounds come from MILPs on networks without convolutions
-FC_MILP_LAYERS = 1
+FC_MILP_LAYERS = 2
 #: arrays per (sub-problem, row) pair while it is bounded (relaxation, optimiser state, gradients), each as
 #: wide as all ReLUs together
 PAIR_STATE_ARRAYS = 30
@@ -348,7 +348,7 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
             return out
         if milp_at is not None and time.perf_counter() >= milp_at:
             # start again, once, from a root that keeps MILP bounds (the queue so far is dropped)
-            prior = _milp_root(chain, lo0, hi0, root_layers, root.phases, options, check_time, out)
+            prior = _milp_root(chain, lo0, hi0, root_layers, options, check_time, out)
             if prior is None:  # no input reaches these bounds: the box is empty (never on a real box)
                 out.result = "holds"
                 return out
@@ -364,21 +364,19 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
         out.rounds += 1
 
 
-def _milp_root(chain, lo0, hi0, root_layers, phases, options: BabOptions, check_time, out) -> list | None:
+def _milp_root(chain, lo0, hi0, root_layers, options: BabOptions, check_time, out) -> list | None:
     """The root's bounds of every chain layer with the MILP bounds of ``options.milp_layers`` layers
     (``milp_intermediate``, ``options.milp_seconds``) and alpha-CROWN on the later layers under them; None
     when they prove the root empty."""
     t = time.perf_counter()
-    relus = _relu_indices(chain)
     try:
-        layers = milp_intermediate(chain, root_layers, lo0, hi0, options.milp_layers, options.milp_seconds,
-                                   threads=numba.get_num_threads(), check_time=check_time)
-        layers, empty = optimise_intermediate(chain, layers, phases, lo0[None], hi0[None],
-                                              options.intermediate_iterations, check_time, after=np.array([relus[1]]))
+        layers, empty = milp_intermediate(chain, root_layers, lo0, hi0, options.milp_layers, options.milp_seconds,
+                                          threads=numba.get_num_threads(), check_time=check_time,
+                                          iterations=options.intermediate_iterations)
     finally:
         out.time_milp += time.perf_counter() - t
     out.restarts += 1
-    if empty[0]:
+    if empty:
         return None
     return _prior_list(chain, {k: b for k, b in enumerate(layers) if isinstance(chain.layers[k], Affine)})
 

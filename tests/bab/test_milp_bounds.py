@@ -41,7 +41,8 @@ def test_bounds_are_the_exact_range_of_each_refined_neuron(seed):
     lo = rng.normal(size=3) - 1.0
     hi = lo + 2.0 * rng.random(3) + 1.0
     layers = _root_layers(chain, lo, hi)
-    tight = milp_intermediate(chain, layers, lo, hi, n_layers=2, seconds=30.0, threads=2)
+    tight, empty = milp_intermediate(chain, layers, lo, hi, n_layers=2, seconds=30.0, threads=2, binaries=None)
+    assert not empty
     refined = 0
     for top in _hidden_affines(chain)[1:3]:
         l, u = layers[top][0][0], layers[top][1][0]
@@ -60,6 +61,59 @@ def test_bounds_are_the_exact_range_of_each_refined_neuron(seed):
     assert refined > 0
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_fewer_binaries_give_bounds_between_the_lp_and_the_exact_range(seed):
+    """Third-layer neurons of a random chain with 0 (the triangle LP), 1, 2, 4 and all binaries (``binaries``):
+    every bound contains the exact range, and more binaries never loosen it (up to the margin); with
+    ``iterations`` the later layers are re-optimised between the MILP layers and the bounds stay sound."""
+    rng = np.random.default_rng(10 + seed)
+    chain = AffineReluChain.from_network(random_chain(rng, (3, 5, 5, 4, 1)))
+    lo = rng.normal(size=3) - 1.0
+    hi = lo + 2.0 * rng.random(3) + 1.0
+    layers = _root_layers(chain, lo, hi)
+    top = _hidden_affines(chain)[2]
+    unstable = np.flatnonzero((layers[top][0][0] < 0) & (layers[top][1][0] > 0))
+    if not unstable.size:
+        pytest.skip("no unstable third-layer neuron for this seed")
+    exact = np.array([[exact_minimum(list(chain.layers[:top + 1]), lo, hi, s * np.eye(layers[top][0].shape[1])[i])[0]
+                       for i in unstable] for s in (1.0, -1.0)])
+    widths = []
+    for k in (0, 1, 2, 4, None):
+        tight, _ = milp_intermediate(chain, layers, lo, hi, n_layers=2, seconds=60.0, threads=2, binaries=k)
+        tl, tu = tight[top][0][0][unstable], tight[top][1][0][unstable]
+        assert np.all(tl <= exact[0] + 1e-12) and np.all(tu >= -exact[1] - 1e-12), k
+        widths.append(tu - tl)
+    assert all(np.all(b <= a + 1e-6) for a, b in zip(widths, widths[1:]))
+    assert widths[-1].sum() < widths[0].sum() - 1e-6  # the exact encoding beats the triangle somewhere
+    tight, _ = milp_intermediate(chain, layers, lo, hi, n_layers=2, seconds=60.0, threads=2, binaries=1, iterations=10)
+    tl, tu = tight[top][0][0][unstable], tight[top][1][0][unstable]
+    assert np.all(tl <= exact[0] + 1e-12) and np.all(tu >= -exact[1] - 1e-12)
+
+
+def test_the_binaries_kept_are_the_neurons_the_objective_depends_on():
+    """z = 0.001 relu(x1 + x2) + 3 relu(x1) - 3 relu(x1) on [-1, 1]^2 is >= 0, but the triangle LP lets it
+    reach -1.5; with two binaries they go to the two heavy neurons (not the light first one), which makes
+    the bound exact."""
+    from absint.bab.milp_bounds import _Model
+    from absint.network import Network, Node
+
+    W1 = np.array([[1.0, 1.0], [1.0, 0.0], [1.0, 0.0]])  # three first-layer neurons, all unstable on [-1, 1]^2
+    W2 = np.array([[0.001, 3.0, -3.0], [1.0, 1.0, 1.0]])
+    parts = [Affine(W1, np.zeros(3)), ReLU(), Affine(W2, np.zeros(2)), ReLU(), Affine(np.ones((1, 2)), np.zeros(1))]
+    net = Network((2,), [Node(f"n{k}", layer, (k - 1,)) for k, layer in enumerate(parts)])
+    chain = AffineReluChain.from_network(net)
+    lo, hi = -np.ones(2), np.ones(2)
+    layers = _root_layers(chain, lo, hi)
+    model = _Model(chain, layers, lo, hi, top=2)
+    assert model.n_binaries == 3
+    first = model._binaries[0][2]
+    assert list(np.flatnonzero(model.integral_for(W2[0], 2))) == [first + 1, first + 2]
+    lp, _ = milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=10.0, binaries=0)
+    two, _ = milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=10.0, binaries=2)
+    assert lp[2][0][0][0] < -1.0
+    assert two[2][0][0][0] == pytest.approx(0.0, abs=1e-5)
+
+
 def test_mnistfc_points_stay_within_the_refined_bounds():
     """mnistfc 256x2 with a real property: random points, box corners and points that descend / ascend a
     refined neuron by projected gradient steps stay inside its MILP bounds; some neurons get tighter."""
@@ -71,7 +125,7 @@ def test_mnistfc_points_stay_within_the_refined_bounds():
     lo, hi = region.lower.ravel().astype(float), region.upper.ravel().astype(float)
     layers = _root_layers(chain, lo, hi)
     top = _hidden_affines(chain)[1]
-    tight = milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=20.0, threads=2)
+    tight, _ = milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=20.0, threads=2)
     tl, tu = tight[top][0][0], tight[top][1][0]
     assert np.any(tu - tl < layers[top][1][0] - layers[top][0][0] - 1e-3)
     W0, b0 = chain.layers[0].weight, chain.layers[0].bias
@@ -101,8 +155,8 @@ def test_no_time_left_changes_nothing_and_the_deadline_propagates():
     chain = AffineReluChain.from_network(random_chain(rng, (3, 6, 6, 1)))
     lo, hi = -np.ones(3), np.ones(3)
     layers = _root_layers(chain, lo, hi)
-    same = milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=0.0)
-    assert all(np.array_equal(a, c) and np.array_equal(b, d) for (a, b), (c, d) in zip(layers, same))
+    same, empty = milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=0.0)
+    assert not empty and all(np.array_equal(a, c) and np.array_equal(b, d) for (a, b), (c, d) in zip(layers, same))
 
     class Stop(Exception):
         pass
