@@ -19,6 +19,12 @@ first) took 88 s of HiGHS at 1 s per solve on two threads with its primal heuris
 stable, and after alpha-CROWN on the later layers the root bound went from -2.02 to -1.38. With the
 heuristics off (``HIGHS_OPTIONS``), 120 s took it to -1.14 (perf/README.md, session 13).
 
+Deeper layers need more binaries than a solve can afford (on 256x4 prop_14_0.03 every exact solve of
+a third-layer neuron, 86 binaries, hit 20 s), so each MILP keeps as binaries only the ``MILP_BINARIES``
+unstable neurons that can move its objective most and relaxes the others to their triangle (partial
+MILP, Singh et al. 2019): a valid bound between the LP's and the exact one. Layer by layer, with
+alpha-CROWN on the later layers in between, 20 binaries refined layers 2 and 3 of prop_14_0.03 in 111 s
+to a root bound of -1.61, where the exact second layer alone took 153 s to reach -2.20 (session 14).
 Unlike the rest of the search, these bounds are not rigorous in floating point: they rest on the margin
 covering the solver's tolerances (it is ten times them, relative to the terms' magnitude).
 """
@@ -63,9 +69,9 @@ class _Model:
 
     def __init__(self, chain: AffineReluChain, layers: list, lo: np.ndarray, hi: np.ndarray, top: int):
         var_lo, var_hi, integral = [lo], [hi], [np.zeros(lo.size)]
-        # per hidden layer: (Affine index, unstable neurons, first binary's column), the live neurons'
-        # upper relaxation slopes, the unstable ones' triangle heights, |W| between live neurons
-        self._binaries, self._slope, self._gap, self._weight = [], [], [], []
+        # per hidden layer: its first binary's column, the live neurons' upper relaxation slopes, the
+        # unstable ones' triangle heights, |W| between live neurons (for ``integral_for``)
+        self.first_binary, self._slope, self._gap, self._weight = [], [], [], []
         blocks, rows_lo, rows_hi = [], [], []
         n_vars, prev, prev_live = lo.size, 0, np.arange(lo.size)
         for k in range(top):
@@ -109,7 +115,7 @@ class _Model:
             blocks.append(self._rows(n_vars, [(z, -ones), (a, ones), (d, diag(-l[unstable]))]))
             rows_lo.append(np.full(m, -np.inf))
             rows_hi.append(-l[unstable])
-            self._binaries.append((k, live[l[live] < 0], d))
+            self.first_binary.append(d)
             self._slope.append(self._upper_slope(l[live], u[live]))
             self._gap.append(np.maximum(-l[unstable], 0.0) * u[unstable] / (u[unstable] - l[unstable]))
             self._weight.append(np.abs(W.toarray()))
@@ -137,12 +143,11 @@ class _Model:
             return self.integrality
         scores = []
         v = np.abs(c_out[self.live])
-        for h in range(len(self._binaries) - 1, -1, -1):
-            _, unstable, _ = self._binaries[h]
+        for h in range(len(self.first_binary) - 1, -1, -1):
             scores.append(v[self._slope[h] < 1.0] * self._gap[h])
             v = (v * self._slope[h]) @ self._weight[h]
         scores = np.concatenate(scores[::-1])
-        columns = np.concatenate([d + np.arange(unstable.size) for _, unstable, d in self._binaries])
+        columns = np.concatenate([d + np.arange(g.size) for d, g in zip(self.first_binary, self._gap)])
         keep = columns[np.argsort(-scores, kind="stable")[:max(int(binaries), 0)]]
         integral = np.zeros_like(self.integrality)
         integral[keep] = 1.0

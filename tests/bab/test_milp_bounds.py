@@ -106,7 +106,7 @@ def test_the_binaries_kept_are_the_neurons_the_objective_depends_on():
     layers = _root_layers(chain, lo, hi)
     model = _Model(chain, layers, lo, hi, top=2)
     assert model.n_binaries == 3
-    first = model._binaries[0][2]
+    first = model.first_binary[0]
     assert list(np.flatnonzero(model.integral_for(W2[0], 2))) == [first + 1, first + 2]
     lp, _ = milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=10.0, binaries=0)
     two, _ = milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=10.0, binaries=2)
