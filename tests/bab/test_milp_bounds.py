@@ -114,6 +114,68 @@ def test_the_binaries_kept_are_the_neurons_the_objective_depends_on():
     assert two[2][0][0][0] == pytest.approx(0.0, abs=1e-5)
 
 
+def _heavy_and_light_net():
+    """Second layer: neuron 2 feeds the output with weight 5, neuron 0 with 0.01, neuron 1 not at all; all
+    three unstable on [-1, 1]^2 (their first-layer inputs are unstable too)."""
+    from absint.network import Network, Node
+
+    W1 = np.array([[1.0, 0.5], [1.0, -0.5], [0.5, 1.0]])
+    W2 = np.array([[1.0, -1.0, 0.5], [0.5, 1.0, -1.0], [-1.0, 0.5, 1.0]])
+    parts = [Affine(W1, np.zeros(3)), ReLU(), Affine(W2, np.full(3, -0.2)), ReLU(),
+             Affine(np.array([[0.01, 0.0, 5.0]]), np.zeros(1))]
+    return AffineReluChain.from_network(Network((2,), [Node(f"n{k}", layer, (k - 1,)) for k, layer in enumerate(parts)]))
+
+
+def test_importance_follows_the_weights_to_the_outputs():
+    """The score is the triangle height times |W| back-propagated from the outputs: the neuron with weight
+    5 ranks first, the one with no path to the outputs scores 0, and a dead later ReLU blocks its path."""
+    from absint.bab.milp_bounds import _importance
+
+    chain = _heavy_and_light_net()
+    lo, hi = -np.ones(2), np.ones(2)
+    layers = _root_layers(chain, lo, hi)
+    l, u = layers[2][0][0], layers[2][1][0]
+    assert np.all((l < 0) & (u > 0))
+    score = _importance(chain, layers, 2, np.arange(3))
+    height = -l * u / (u - l)
+    assert score == pytest.approx(np.array([0.01, 0.0, 5.0]) * height)
+    first = _importance(chain, layers, 0, np.flatnonzero((layers[0][0][0] < 0) & (layers[0][1][0] > 0)))
+    assert np.all(first > 0)
+    dead = [(a.copy(), c.copy()) for a, c in layers]
+    dead[2][1][0][:] = -1.0  # every second-layer ReLU dead: nothing reaches the outputs from layer 1
+    assert np.all(_importance(chain, dead, 0, np.arange(3)) == 0.0)
+
+
+def test_a_deadline_drops_the_least_important_neurons_first(monkeypatch):
+    """With time for one neuron's solves only, the neuron solved is the one the outputs depend on most (the
+    last of the layer, not the first)."""
+    from absint.bab import milp_bounds
+
+    chain = _heavy_and_light_net()
+    lo, hi = -np.ones(2), np.ones(2)
+    layers = _root_layers(chain, lo, hi)
+    solved = []
+    real = milp_bounds._Model.minimum
+    W2 = chain.layers[2].weight
+
+    def recording(self, c_out, seconds, binaries=None):
+        solved.append(next(i for i in range(3) if np.allclose(np.abs(c_out), np.abs(W2[i]))))
+        return real(self, c_out, seconds, binaries)
+
+    calls = []
+
+    def clock():  # the deadline, the layer's start and the first check read 0; every later reading is past it
+        calls.append(None)
+        return 0.0 if len(calls) <= 3 else 100.0
+
+    monkeypatch.setattr(milp_bounds._Model, "minimum", recording)
+    monkeypatch.setattr(milp_bounds.time, "perf_counter", clock)
+    tight, _ = milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=10.0, threads=1)
+    monkeypatch.undo()
+    assert solved == [2, 2]  # the lower and upper bound of neuron 2, then the deadline
+    assert tight[2][0][0][:2].tolist() == layers[2][0][0][:2].tolist()
+
+
 def test_mnistfc_points_stay_within_the_refined_bounds():
     """mnistfc 256x2 with a real property: random points, box corners and points that descend / ascend a
     refined neuron by projected gradient steps stay inside its MILP bounds; some neurons get tighter."""
