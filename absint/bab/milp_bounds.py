@@ -25,11 +25,6 @@ unstable neurons that can move its objective most and relaxes the others to thei
 MILP, Singh et al. 2019): a valid bound between the LP's and the exact one. Layer by layer, with
 alpha-CROWN on the later layers in between, 20 binaries refined layers 2 and 3 of prop_14_0.03 in 111 s
 to a root bound of -1.61, where the exact second layer alone took 153 s to reach -2.20 (session 14).
-How the time is spent matters as much: each layer gets an equal share of the time left, and its neurons
-are solved most important first (``_importance``), each solve with up to ``MAX_SOLVE_SECONDS``. An equal
-share per solve over all the layers' unstable neurons, counted before the earlier layers stabilise most
-of the later ones, had cut every solve to a fraction of a second on mnistfc 256x6 (root bound -665
-with three layers refined; session 15).
 Unlike the rest of the search, these bounds are not rigorous in floating point: they rest on the margin
 covering the solver's tolerances (it is ten times them, relative to the terms' magnitude).
 """
@@ -276,9 +271,8 @@ def _flush_c_stdio():
 
 def _tighten_layer(chain, layers, lo, hi, top, unstable, pool, threads, stop, binaries, check_time) -> int:
     """Tighten the bounds of the neurons ``unstable`` of Affine layer ``top`` in ``layers`` (in place), in
-    that order, ``threads`` neurons at a time, two solves per neuron with at most ``binaries`` binaries,
-    each with an equal share of the time left until ``stop`` for the neurons left (at most
-    ``MAX_SOLVE_SECONDS``). Returns the number of solves made."""
+    that order, ``threads`` neurons at a time, two solves per neuron with at most ``binaries`` binaries and
+    at most ``MAX_SOLVE_SECONDS`` each, until ``stop``. Returns the number of solves made."""
     if not unstable.size:
         return 0
     model = _Model(chain, layers, lo, hi, top)
@@ -293,7 +287,7 @@ def _tighten_layer(chain, layers, lo, hi, top, unstable, pool, threads, stop, bi
         if left <= 0:
             break
         part = range(start, min(start + n, unstable.size))
-        share = min(left / (2 * (unstable.size - start)) * n, MAX_SOLVE_SECONDS)
+        share = min(left, MAX_SOLVE_SECONDS)
         low = [pool.submit(model.minimum, W[i], share, binaries) for i in part]
         high = [pool.submit(model.minimum, -W[i], share, binaries) for i in part]
         for i, fl, fh in zip(part, low, high):
