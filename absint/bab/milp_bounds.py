@@ -123,7 +123,7 @@ class _Model:
             rows_hi.append(-l[unstable])
             self.first_binary.append(d)
             self._slope.append(_upper_slope(l[live], u[live]))
-            self._gap.append(np.maximum(-l[unstable], 0.0) * u[unstable] / (u[unstable] - l[unstable]))
+            self._gap.append(_triangle_height(l[unstable], u[unstable]))
             self._weight.append(np.abs(W.toarray()))
             prev, prev_live = a, live
         self.live = prev_live
@@ -226,6 +226,11 @@ def _upper_slope(l: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.where(u <= 0, 0.0, np.where(l >= 0, 1.0, u / np.where(l < 0, u - l, 1.0)))
 
 
+def _triangle_height(l: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Height -l u/(u-l) of each neuron's triangle relaxation (its largest gap above the ReLU); 0 when stable."""
+    return np.maximum(-l, 0.0) * np.maximum(u, 0.0) / np.where(u > l, u - l, 1.0)
+
+
 def _importance(chain: AffineReluChain, layers: list, top: int, neurons: np.ndarray) -> np.ndarray:
     """How far each of ``neurons`` (unstable inputs of the ReLU after Affine layer ``top``) can move the
     chain's outputs: its triangle's height -l u/(u-l) times the sum of |W| over every output, back-propagated
@@ -241,7 +246,7 @@ def _importance(chain: AffineReluChain, layers: list, top: int, neurons: np.ndar
         else:  # a ReLU: its input is layer k - 1's output
             v = v * _upper_slope(layers[k - 1][0][0], layers[k - 1][1][0])
     l, u = layers[top][0][0][neurons], layers[top][1][0][neurons]
-    return v[neurons] * np.maximum(-l, 0.0) * np.maximum(u, 0.0) / np.where(u > l, u - l, 1.0)
+    return v[neurons] * _triangle_height(l, u)
 
 
 def _unstable(layers: list, k: int) -> np.ndarray:
