@@ -45,7 +45,7 @@ METHODS = ("auto", "input-split", "bab", "none")
 DEFAULT_BAB_BYTES = 4 << 30
 #: share of the time left after ``BabOptions.milp_after`` that the MILP intermediate bounds of ReLU branch
 #: and bound may take (mnistfc 256x4 prop_4_0.05 held after 120 s of MILPs of a 300 s budget)
-MILP_SHARE = 0.4
+MILP_SHARE = 0.7
 
 
 @dataclass

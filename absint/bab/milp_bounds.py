@@ -40,10 +40,12 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 
 import numpy as np
@@ -56,6 +58,8 @@ from .slopes import optimise_intermediate
 
 #: time limit of one solve (a deadline waits for the running ones)
 MAX_SOLVE_SECONDS = 20.0
+#: how often the caller's ``check_time`` runs while solves are under way
+CHECK_SECONDS = 0.25
 #: binaries per MILP (the unstable neurons that move its objective most; ``_Model.integral_for``), the
 #: others relaxed to their triangle
 MILP_BINARIES = 20
@@ -210,7 +214,7 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
                 layer_stop = now + max(stop - now, 0.0) / (len(tops) - n)
                 unstable = _unstable(layers, top)
                 unstable = unstable[np.argsort(-_importance(chain, layers, top, unstable), kind="stable")]
-                _tighten_layer(chain, layers, lo, hi, top, unstable, pool, threads, layer_stop, binaries, check_time)
+                _tighten_layer(chain, layers, lo, hi, top, unstable, pool, layer_stop, binaries, check_time)
                 if iterations > 0:
                     layers, empty = optimise_intermediate(chain, layers, phases, lo[None], hi[None], iterations,
                                                           check_time, after=np.array([top + 1]))
@@ -280,32 +284,54 @@ def _flush_c_stdio():
         pass
 
 
-def _tighten_layer(chain, layers, lo, hi, top, unstable, pool, threads, stop, binaries, check_time) -> int:
-    """Tighten the bounds of the neurons ``unstable`` of Affine layer ``top`` in ``layers`` (in place), in
-    that order, ``threads`` neurons at a time, two solves per neuron with at most ``binaries`` binaries and
-    at most ``MAX_SOLVE_SECONDS`` each, until ``stop``. Returns the number of solves made."""
+def _tighten_layer(chain, layers, lo, hi, top, unstable, pool, stop, binaries, check_time) -> int:
+    """Tighten the bounds of the neurons ``unstable`` of Affine layer ``top`` in ``layers`` (in place): one
+    task per neuron on ``pool``, started in that order, each solve with at most ``binaries`` binaries and
+    at most ``MAX_SOLVE_SECONDS``, none started after ``stop``. A neuron's first solve is the side nearer
+    to making it stable (its upper bound when u < -l: dead; else its lower bound: active); when that solve
+    proves it stable, the other side is skipped (a dead neuron's lower bound and an active one's upper
+    bound do not enter its relaxation). Returns the number of solves made."""
+    if check_time is not None:
+        check_time()
     if not unstable.size:
         return 0
     model = _Model(chain, layers, lo, hi, top)
     W = sp.csr_array(chain.layers[top].weight)[unstable].toarray()
     bias = np.asarray(chain.layers[top].bias, np.float64)[unstable]
-    lower, upper = np.full(unstable.size, -np.inf), np.full(unstable.size, np.inf)
-    n, done = max(1, threads), 0
-    for start in range(0, unstable.size, n):
-        if check_time is not None:
-            check_time()
-        left = stop - time.perf_counter()
-        if left <= 0:
-            break
-        part = range(start, min(start + n, unstable.size))
-        share = min(left, MAX_SOLVE_SECONDS)
-        low = [pool.submit(model.minimum, W[i], share, binaries) for i in part]
-        high = [pool.submit(model.minimum, -W[i], share, binaries) for i in part]
-        for i, fl, fh in zip(part, low, high):
-            lower[i] = fl.result() + bias[i]
-            upper[i] = -fh.result() + bias[i]
-        done += 2 * len(part)
     l, u = layers[top][0][0], layers[top][1][0]
+    lower, upper = l[unstable].copy(), u[unstable].copy()
+    given_up = threading.Event()  # set on a deadline or Ctrl-C: running tasks start no further solve
+
+    def solve(i: int) -> int:
+        solves = 0
+        for side in ((-1.0, 1.0) if upper[i] < -lower[i] else (1.0, -1.0)):
+            left = stop - time.perf_counter()
+            if left <= 0 or given_up.is_set():
+                break
+            value = model.minimum(side * W[i], min(left, MAX_SOLVE_SECONDS), binaries)
+            solves += 1
+            if side > 0:
+                lower[i] = max(lower[i], value + bias[i])
+            else:
+                upper[i] = min(upper[i], -value + bias[i])
+            if lower[i] >= 0 or upper[i] <= 0:
+                break
+        return solves
+
+    tasks = [pool.submit(solve, i) for i in range(unstable.size)]
+    done = 0
+    try:
+        for task in tasks:
+            while True:
+                try:
+                    done += task.result(timeout=CHECK_SECONDS)
+                    break
+                except FutureTimeout:
+                    if check_time is not None:
+                        check_time()
+    except BaseException:
+        given_up.set()
+        raise
     l[unstable] = np.maximum(l[unstable], lower)
     u[unstable] = np.minimum(u[unstable], upper)
     return done

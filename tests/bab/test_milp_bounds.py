@@ -35,7 +35,8 @@ def _hidden_affines(chain):
 @pytest.mark.parametrize("seed", range(6))
 def test_bounds_are_the_exact_range_of_each_refined_neuron(seed):
     """Layers 2 and 3 of a random chain: every unstable neuron's refined bounds contain its exact range over
-    the box and are within the margin of it (the encoding is exact); stable ones are untouched."""
+    the box and are within the margin of it (the encoding is exact), except the side not solved once the
+    other proved the neuron stable; stable ones are untouched."""
     rng = np.random.default_rng(seed)
     chain = AffineReluChain.from_network(random_chain(rng, (3, 5, 4, 4, 1)))
     lo = rng.normal(size=3) - 1.0
@@ -56,7 +57,9 @@ def test_bounds_are_the_exact_range_of_each_refined_neuron(seed):
             low, _ = exact_minimum(list(chain.layers[:top + 1]), lo, hi, e)
             high = -exact_minimum(list(chain.layers[:top + 1]), lo, hi, -e)[0]
             assert tl[i] <= low + 1e-12 and tu[i] >= high - 1e-12, (top, i, tl[i], low, tu[i], high)
-            assert tl[i] >= low - 1e-4 and tu[i] <= high + 1e-4, (top, i, tl[i], low, tu[i], high)
+            # a side proved stable by the first solve skips the other (it does not enter the relaxation)
+            assert tl[i] >= low - 1e-4 or tu[i] <= 0, (top, i, tl[i], low, tu[i], high)
+            assert tu[i] <= high + 1e-4 or tl[i] >= 0, (top, i, tl[i], low, tu[i], high)
             refined += 1
     assert refined > 0
 
@@ -64,7 +67,7 @@ def test_bounds_are_the_exact_range_of_each_refined_neuron(seed):
 @pytest.mark.parametrize("seed", range(3))
 def test_fewer_binaries_give_bounds_between_the_lp_and_the_exact_range(seed):
     """Third-layer neurons of a random chain with 0 (the triangle LP), 1, 2, 4 and all binaries (``binaries``):
-    every bound contains the exact range, and more binaries never loosen it (up to the margin); with
+    every bound contains the exact range, and more binaries never make its triangle taller (up to the margin); with
     ``iterations`` the later layers are re-optimised between the MILP layers and the bounds stay sound."""
     rng = np.random.default_rng(10 + seed)
     chain = AffineReluChain.from_network(random_chain(rng, (3, 5, 5, 4, 1)))
@@ -82,7 +85,8 @@ def test_fewer_binaries_give_bounds_between_the_lp_and_the_exact_range(seed):
         tight, _ = milp_intermediate(chain, layers, lo, hi, n_layers=2, seconds=60.0, threads=2, binaries=k)
         tl, tu = tight[top][0][0][unstable], tight[top][1][0][unstable]
         assert np.all(tl <= exact[0] + 1e-12) and np.all(tu >= -exact[1] - 1e-12), k
-        widths.append(tu - tl)
+        # triangle heights: a side left unsolved once the other proved the neuron stable does not count
+        widths.append(np.maximum(-tl, 0) * np.maximum(tu, 0) / np.maximum(tu - tl, 1e-300))
     assert all(np.all(b <= a + 1e-6) for a, b in zip(widths, widths[1:]))
     assert widths[-1].sum() < widths[0].sum() - 1e-6  # the exact encoding beats the triangle somewhere
     tight, _ = milp_intermediate(chain, layers, lo, hi, n_layers=2, seconds=60.0, threads=2, binaries=1, iterations=10)
@@ -147,8 +151,8 @@ def test_importance_follows_the_weights_to_the_outputs():
 
 
 def test_a_deadline_drops_the_least_important_neurons_first(monkeypatch):
-    """With time for one neuron's solves only, the neuron solved is the one the outputs depend on most (the
-    last of the layer, not the first)."""
+    """With time for one solve only, the neuron solved is the one the outputs depend on most (the last of
+    the layer, not the first), and the others keep their bounds."""
     from absint.bab import milp_bounds
 
     chain = _heavy_and_light_net()
@@ -162,18 +166,48 @@ def test_a_deadline_drops_the_least_important_neurons_first(monkeypatch):
         solved.append(next(i for i in range(3) if np.allclose(np.abs(c_out), np.abs(W2[i]))))
         return real(self, c_out, seconds, binaries)
 
-    calls = []
-
-    def clock():  # the deadline, the layer's start and the first check read 0; every later reading is past it
-        calls.append(None)
-        return 0.0 if len(calls) <= 3 else 100.0
+    def clock():  # every reading before the first solve is 0; every later one is past the deadline
+        return 100.0 if solved else 0.0
 
     monkeypatch.setattr(milp_bounds._Model, "minimum", recording)
     monkeypatch.setattr(milp_bounds.time, "perf_counter", clock)
     tight, _ = milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=10.0, threads=1)
     monkeypatch.undo()
-    assert solved == [2, 2]  # the lower and upper bound of neuron 2, then the deadline
-    assert tight[2][0][0][:2].tolist() == layers[2][0][0][:2].tolist()
+    assert solved == [2]
+    for side in (0, 1):
+        assert tight[2][side][0][:2].tolist() == layers[2][side][0][:2].tolist()
+
+
+def test_a_solve_that_proves_a_neuron_stable_skips_its_other_side(monkeypatch):
+    """z = relu(x1) + relu(-x1) - 0.5 relu(x1 + 2) + 1.1 = |x1| - x1/2 + 0.1 >= 0.1 on [-1, 1]^2, but DeepPoly
+    leaves it unstable with its lower bound nearer 0 than its upper: the lower-bound solve comes first, proves
+    it active, and the upper-bound solve is skipped; the other neuron of the layer gets both."""
+    from absint.bab import milp_bounds
+    from absint.network import Network, Node
+
+    W1 = np.array([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    W2 = np.array([[1.0, 1.0, -0.5, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    parts = [Affine(W1, np.array([0.0, 0.0, 2.0, 0.0])), ReLU(), Affine(W2, np.array([1.1, -0.5])), ReLU(),
+             Affine(np.ones((1, 2)), np.zeros(1))]
+    chain = AffineReluChain.from_network(Network((2,), [Node(f"n{k}", layer, (k - 1,)) for k, layer in enumerate(parts)]))
+    lo, hi = -np.ones(2), np.ones(2)
+    layers = _root_layers(chain, lo, hi)
+    l, u = layers[2][0][0], layers[2][1][0]
+    assert l[0] < 0 < u[0] and -l[0] < u[0] and l[1] < 0 < u[1]
+    sides = []
+    real = milp_bounds._Model.minimum
+
+    def recording(self, c_out, seconds, binaries=None):
+        j = np.flatnonzero(c_out)[0]  # neuron 0 reads the first ReLU output, neuron 1 only the last
+        sides.append((int(j == 3), float(np.sign(c_out[j]))))
+        return real(self, c_out, seconds, binaries)
+
+    monkeypatch.setattr(milp_bounds._Model, "minimum", recording)
+    tight, _ = milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=10.0, threads=1)
+    monkeypatch.undo()
+    assert sides[0] == (0, 1.0) and sides.count((0, -1.0)) == 0  # neuron 0: its lower bound only
+    assert sorted(sides[1:]) == [(1, -1.0), (1, 1.0)]
+    assert tight[2][0][0][0] == pytest.approx(0.1, abs=1e-5) and tight[2][1][0][0] == u[0]
 
 
 def test_mnistfc_points_stay_within_the_refined_bounds():
