@@ -47,8 +47,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 import numpy as np
@@ -323,16 +322,13 @@ def _tighten_layer(chain, layers, lo, hi, top, unstable, pool, stop, binaries, c
         return solves
 
     tasks = [pool.submit(solve, i) for i in range(unstable.size)]
-    done = 0
     try:
-        for task in tasks:
-            while True:
-                try:
-                    done += task.result(timeout=CHECK_SECONDS)
-                    break
-                except FutureTimeout:
-                    if check_time is not None:
-                        check_time()
+        pending = set(tasks)
+        while pending:
+            _, pending = wait(pending, timeout=CHECK_SECONDS)
+            if pending and check_time is not None:
+                check_time()
+        done = sum(task.result() for task in tasks)  # a task's error is raised here
     except BaseException:
         given_up.set()
         raise
