@@ -15,7 +15,7 @@ from absint.domains.deeppoly_batch import AffineReluChain, ReluSplits, deeppoly_
 from absint.input_split import RowSets
 from absint.network import Affine, ReLU
 from absint.verify import _stack, spec_network
-from tests._bench import benchmark_instances
+from tests._bench import NO_BENCHMARKS, benchmark_instances
 from tests.bab.test_search import _net_and_min
 from tests.domains.test_deeppoly_batch import random_chain
 from tests.reference.relu_lp import exact_minimum
@@ -210,6 +210,7 @@ def test_a_solve_that_proves_a_neuron_stable_skips_its_other_side(monkeypatch):
     assert tight[2][0][0][0] == pytest.approx(0.1, abs=1e-5) and tight[2][1][0][0] == u[0]
 
 
+@pytest.mark.skipif(not benchmark_instances("mnistfc"), reason=NO_BENCHMARKS)
 def test_mnistfc_points_stay_within_the_refined_bounds():
     """mnistfc 256x2 with a real property: random points, box corners and points that descend / ascend a
     refined neuron by projected gradient steps stay inside its MILP bounds; some neurons get tighter."""
