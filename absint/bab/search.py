@@ -5,7 +5,8 @@ the K sub-problems with the worst bound, splits each on its chosen neuron into a
 inactive child, and bounds all 2K children in one batch: DeepPoly intermediate bounds under the new
 split (layers after it are back-substituted again; bounds are intersected with the parent's), then
 the output rows of the open disjuncts by ``optimise_pairs`` (α and β warm-started from the parent,
-Wang et al. NeurIPS 2021 "beta-CROWN"). A child whose split constraints contradict its bounds is empty.
+Wang et al. NeurIPS 2021 "beta-CROWN"; a child that no step raised and that does not pass its parent
+is optimised again from the cold start, ``optimise_pairs_with_cold_retry``). A child whose split constraints contradict its bounds is empty.
 Each child's relaxation minimiser x* is forwarded as a counterexample candidate (checked by the
 caller's concrete re-check). The next split of a child is chosen where its bound loses most
 (``absint.bab.branching``). The queue's memory is counted against the budget.
@@ -28,7 +29,8 @@ from ..network import Affine, Conv2d, Network, ReLU
 from ..threads import blas_single_thread
 from .branching import choose_splits
 from .milp_bounds import milp_intermediate
-from .slopes import LR_ALPHA, LR_BETA, PairProblem, optimise_intermediate, optimise_pairs
+from .slopes import (LR_ALPHA, LR_BETA, PairProblem, optimise_intermediate, optimise_pairs,
+                     optimise_pairs_with_cold_retry)
 
 
 #: rounds between gradient attacks from the worst sub-problems' relaxation minimisers
@@ -59,7 +61,12 @@ class BabOptions:
     Larger rounds amortise the per-round work: ``batch`` 128 (capped by the memory budget: 78 on oval21
     base with 4 GiB) bounded 88 oval21 sub-problems/s vs 73 with 64, 267 vs 245 on mnistfc 256x4.
     Filtered smart branching tries ``branching_candidates`` neurons per split; ``for_network`` sets
-    the count that suits a network.
+    the count that suits a network. With ``cold_retry``, a child whose warm-started bound does not pass its
+    parent's is optimised again from DeepPoly's slopes and zero multipliers (``optimise_pairs_with_cold_retry``):
+    deep in a search the inherited start is a trap that Adam's first steps (about ``lr`` on every
+    coordinate) leave without gaining. On mnistfc 256x4 prop_6_0.05, 100 s from its MILP root, the global
+    bound stalled at -0.1825 from depth 37 on (most children kept their parent's bound) and reached -0.129
+    with the retry.
 
     With ``milp_layers`` > 0, a search still open ``milp_after`` seconds after its start tightens the
     root's bounds of that many hidden layers after the first by MILPs (``absint.bab.milp_bounds``, about
@@ -79,6 +86,7 @@ class BabOptions:
     refine_intermediate: bool = True
     intermediate_depth: int = 0
     branching_candidates: int = 3
+    cold_retry: bool = True
     max_subproblems: int | None = None
     memory_bytes: int = 4 << 30
     milp_layers: int = 0
@@ -87,9 +95,10 @@ class BabOptions:
 
     @classmethod
     def for_network(cls, net: Network, **overrides) -> BabOptions:
-        """The defaults for ``net``; when it has a convolution, ``CONV_CANDIDATES`` FSB candidates and no
+        """The defaults for ``net``; when it has a convolution, ``CONV_CANDIDATES`` FSB candidates, no
         DeepPoly refinement of the children's intermediate bounds (``refine_intermediate=False``: they
-        keep the parent's, intersected with the split); ``overrides`` win.
+        keep the parent's, intersected with the split) and no ``cold_retry`` (not yet measured on oval21);
+        without, MILP bounds of ``FC_MILP_LAYERS`` layers; ``overrides`` win.
 
         Measured on two oval21 conv networks and mnistfc (perf/README.md, bench_bab): on cifar_base_kw
         img4631, 8 candidates reach -0.0021 at 300 s where 3 reach -0.0107 (one run), and it holds in
@@ -103,6 +112,7 @@ class BabOptions:
         if any(isinstance(n.layer, Conv2d) for n in net.nodes):
             overrides.setdefault("branching_candidates", CONV_CANDIDATES)
             overrides.setdefault("refine_intermediate", False)
+            overrides.setdefault("cold_retry", False)  # measured on mnistfc only so far
         else:
             overrides.setdefault("milp_layers", FC_MILP_LAYERS)
         return cls(**overrides)
@@ -287,7 +297,8 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
         out.subproblems += B
         if batch is not root and options.intermediate_iterations > 0:
             _optimise_shallow(chain, batch, layers, feasible, lo, hi, options, check_time)
-        bound = _bound_rows(chain, rows, batch, layers, feasible, lo, hi, steps, check_time)
+        bound = _bound_rows(chain, rows, batch, layers, feasible, lo, hi, steps, check_time,
+                            cold_retry=options.cold_retry)
         if batch is root and options.intermediate_iterations > 0 and not _proved(bound[0], rows, batch, feasible):
             # the rows alone do not prove the root: optimise the intermediate bounds too (alpha-CROWN), once
             layers, empty_root = optimise_intermediate(chain, layers, batch.phases, lo, hi,
@@ -383,10 +394,12 @@ def _milp_root(chain, lo0, hi0, root_layers, options: BabOptions, check_time, ou
     return _prior_list(chain, {k: b for k, b in enumerate(layers) if isinstance(chain.layers[k], Affine)})
 
 
-def _bound_rows(chain, rows: RowSets, batch: _Batch, layers, feasible, lo, hi, steps, check_time):
+def _bound_rows(chain, rows: RowSets, batch: _Batch, layers, feasible, lo, hi, steps, check_time, cold_retry=False):
     """Optimised bounds of the open rows of every feasible sub-problem of ``batch``: (low (B, R) with
     +inf on empty sub-problems and -inf on closed rows, the PairProblem, the optimisation, its pairs'
-    sub-problems and rows, and the open-row mask)."""
+    sub-problems and rows, and the open-row mask). With ``cold_retry``, the pairs whose warm-started
+    bound does not pass their parent's are optimised again from the cold start
+    (``optimise_pairs_with_cold_retry``)."""
     relus = _relu_indices(chain)
     B, R = len(batch.open), rows.A.shape[0]
     row_open = np.zeros((B, R), bool)
@@ -402,7 +415,11 @@ def _bound_rows(chain, rows: RowSets, batch: _Batch, layers, feasible, lo, hi, s
     a0 = None if batch.alpha is None else {j: batch.alpha[j][sub, row] for j in relus}
     b0 = None if batch.beta is None else {j: batch.beta[j][sub, row] for j in relus}
     iterations, lr_alpha, lr_beta = steps
-    opt = optimise_pairs(pp, a0, b0, iterations=iterations, lr_alpha=lr_alpha, lr_beta=lr_beta, check_time=check_time)
+    if a0 is not None and cold_retry and batch.row_bounds is not None:
+        opt = optimise_pairs_with_cold_retry(pp, a0, b0, batch.row_bounds[sub, row], iterations, lr_alpha, lr_beta,
+                                             check_time)
+    else:
+        opt = optimise_pairs(pp, a0, b0, iterations=iterations, lr_alpha=lr_alpha, lr_beta=lr_beta, check_time=check_time)
     low[sub, row] = np.maximum(opt.lower, layers[-1][0][sub, row])
     if batch.row_bounds is not None:  # a sub-problem is part of its parent: the parent's bounds hold
         low[sub, row] = np.maximum(low[sub, row], batch.row_bounds[sub, row])

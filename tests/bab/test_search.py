@@ -56,12 +56,14 @@ def test_agrees_with_enumeration_both_ways(seed, side):
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("side", ["holds", "violated"])
 @pytest.mark.parametrize("options", [BabOptions(intermediate_depth=4), BabOptions(refine_intermediate=False),
-                                     BabOptions(milp_layers=1, milp_after=0.0, milp_seconds=5.0)],
-                         ids=["optimised-shallow", "parent-bounds", "milp-root"])
+                                     BabOptions(milp_layers=1, milp_after=0.0, milp_seconds=5.0),
+                                     BabOptions(cold_retry=False)],
+                         ids=["optimised-shallow", "parent-bounds", "milp-root", "no-cold-retry"])
 def test_children_intermediate_bounds_settings_agree_with_enumeration(seed, side, options):
     """With children's intermediate bounds optimised under their splits (``intermediate_depth``), or kept
     from the parent (``refine_intermediate=False``, the setting for conv nets), or restarted at once from
-    MILP root bounds (``milp_layers``), the search still proves what holds, and never what does not."""
+    MILP root bounds (``milp_layers``), or without the cold retry of stuck children (``cold_retry``), the
+    search still proves what holds, and never what does not."""
     net, lo, hi, m = _net_and_min(seed)
     t = m - 0.02 if side == "holds" else m + 0.02
     A, b = np.ones((1, 1)), np.array([t])
@@ -77,6 +79,35 @@ def test_children_intermediate_bounds_settings_agree_with_enumeration(seed, side
         assert out.result == "holds", (out, m, t)
     else:  # the search's own minimisers may miss the counterexample (verify attacks first), never prove it
         assert out.result == "unknown" or check(out.result[0]) is not None, (out, m, t)
+
+
+def test_stuck_children_are_retried_from_the_cold_start(monkeypatch):
+    """With ``cold_retry``, children that no Adam step raised and that do not pass their parent's bound are
+    optimised again from DeepPoly's slopes (``optimise_pairs`` without a warm start); without, never. The
+    rounds' steps are 0, so no warm start ever moves."""
+    from absint.bab import slopes
+
+    real, cold_runs = slopes.optimise_pairs, []
+
+    def counting(pp, alpha=None, beta=None, **kw):
+        if alpha is None and pp.sign and any((s != 0).any() for s in pp.sign.values()):
+            cold_runs.append(pp.n_pairs)  # a cold start on split sub-problems: only the retry does that
+        return real(pp, alpha, beta, **kw)
+
+    monkeypatch.setattr(slopes, "optimise_pairs", counting)
+    per_setting = []
+    for retry in (True, False):
+        cold_runs.clear()
+        for seed in range(8):
+            net, lo, hi, m = _net_and_min(seed)
+            A, b = np.ones((1, 1)), np.array([m - 0.02])
+            chain = AffineReluChain.from_network(spec_network(net, A, b))
+            out = relu_bab(chain, RowSets(A, b, np.zeros(1, bool), (slice(0, 1),)), lo, hi,
+                           check_counterexample=lambda x: None, check_time=lambda: None,
+                           options=BabOptions(cold_retry=retry, lr_alpha=0.0, lr_beta=0.0, max_subproblems=2000))
+            assert out.result == "holds" or not retry  # without β steps nor retry, splits alone may not prove it
+        per_setting.append(len(cold_runs))
+    assert per_setting[0] > 0 and per_setting[1] == 0, per_setting
 
 
 def test_finds_the_counterexample_without_sampling():
@@ -188,7 +219,7 @@ def _small_conv_net(rng):
                                Node("fc", Affine(rng.normal(size=(2, 12)), rng.normal(size=2)), (2,))])
 
 
-def test_options_for_network_on_convolutions_use_more_candidates_and_no_refinement():
+def test_options_for_network_on_convolutions_use_more_candidates_no_refinement_and_no_cold_retry():
     from absint.bab.search import CONV_CANDIDATES
 
     rng = np.random.default_rng(0)
@@ -197,7 +228,8 @@ def test_options_for_network_on_convolutions_use_more_candidates_and_no_refineme
     assert BabOptions.for_network(conv).branching_candidates == CONV_CANDIDATES
     assert BabOptions.for_network(dense).branching_candidates == BabOptions().branching_candidates == 3
     assert not BabOptions.for_network(conv).refine_intermediate and BabOptions.for_network(dense).refine_intermediate
-    assert BabOptions.for_network(conv, branching_candidates=2, batch=7, refine_intermediate=True) == \
+    assert not BabOptions.for_network(conv).cold_retry and BabOptions.for_network(dense).cold_retry
+    assert BabOptions.for_network(conv, branching_candidates=2, batch=7, refine_intermediate=True, cold_retry=True) == \
         BabOptions(branching_candidates=2, batch=7)
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import absint
-from absint.bab.slopes import PairProblem, optimise_intermediate, optimise_pairs, pair_bounds
+from absint.bab.slopes import (LR_ALPHA, LR_BETA, PairProblem, optimise_intermediate, optimise_pairs,
+                               optimise_pairs_with_cold_retry, pair_bounds)
 from absint.domains.deeppoly_batch import AffineReluChain, ReluSplits, deeppoly_boxes
 from absint.network import Affine, ReLU
 from absint.verify import _stack, spec_network
@@ -145,6 +146,35 @@ def test_pairs_leaving_the_iterates_do_not_change_the_others(seed):
     np.testing.assert_allclose(batch.lower[~passed], alone[~passed], rtol=1e-9, atol=1e-12)
     assert np.all(batch.lower[passed] >= alone[passed] - 1e-9)
     np.testing.assert_array_equal(batch.lower, pair_bounds(pp, batch.alpha, batch.beta).lower)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cold_retry_keeps_the_better_of_the_warm_and_the_cold_start(seed):
+    """``optimise_pairs_with_cold_retry``: pairs that no warm iterate raised and that end at or below their
+    floor also get a run from DeepPoly's slopes with the root's steps and keep the better one, with
+    parameters that reproduce that sound bound, never above the exact minimum; the others keep the warm run."""
+    rng, chain, lo, hi, fixed = random_setup(seed, sizes=(3, 5, 4, 3), n_fixed=2)
+    _, pp = sub_problem(chain, lo, hi, fixed, [0, 1, 2])
+    alpha, beta = random_params(rng, pp, beta_scale=2.0)
+    kw = dict(dtype=np.float64)
+    cold = optimise_pairs(pp, iterations=12, lr_alpha=LR_ALPHA, lr_beta=LR_BETA, **kw)
+    exact = np.array([exact_minimum(chain.layers, lo, hi, np.eye(3)[r], fixed)[0] for r in range(3)])
+    floor = np.array([np.inf, np.inf, -np.inf])  # the first two pairs may retry
+    for steps in ((0.0, 0.0), (0.01, 0.2)):  # a stuck warm start (no step moves it) and a moving one
+        warm = optimise_pairs(pp, alpha, beta, iterations=12, lr_alpha=steps[0], lr_beta=steps[1], **kw)
+        none = optimise_pairs_with_cold_retry(pp, alpha, beta, np.full(3, -np.inf), 12, *steps, **kw)
+        np.testing.assert_array_equal(none.lower, warm.lower)
+        got = optimise_pairs_with_cold_retry(pp, alpha, beta, floor, 12, *steps, **kw)
+        retry = (floor >= warm.lower) & ~warm.improved
+        if steps == (0.0, 0.0):
+            assert not warm.improved.any() and retry.tolist() == [True, True, False]
+        want = np.where(retry, np.maximum(warm.lower, cold.lower), warm.lower)
+        np.testing.assert_allclose(got.lower, want, rtol=1e-12, atol=1e-15)  # the retry runs on fewer pairs
+        again = pair_bounds(pp, got.alpha, got.beta)
+        np.testing.assert_array_equal(got.lower, again.lower)
+        np.testing.assert_array_equal(got.at_best.lower, got.lower)
+        np.testing.assert_array_equal(got.at_best.x_star, again.x_star)
+        assert np.all(got.lower <= exact + 1e-9), (got.lower, exact)
 
 
 def test_float32_iterates_track_the_float64_bound():
