@@ -12,11 +12,10 @@ import absint
 from absint.bab.milp_bounds import milp_intermediate
 from absint.bab.search import BabOptions, relu_bab
 from absint.domains.deeppoly_batch import AffineReluChain, ReluSplits, deeppoly_boxes
-from absint.input_split import RowSets
 from absint.network import Affine, ReLU
 from absint.verify import _stack, spec_network
 from tests._bench import NO_BENCHMARKS, benchmark_instances
-from tests.bab.test_search import _net_and_min
+from tests.bab.test_search import _net_and_min, search_where_it_holds
 from tests.domains.test_deeppoly_batch import random_chain
 from tests.reference.relu_lp import exact_minimum
 
@@ -271,12 +270,7 @@ def test_searches_open_at_the_root_restart_once_from_milp_bounds():
     restart), and their verdicts stay right."""
     restarted = 0
     for seed in range(8):
-        net, lo, hi, m = _net_and_min(seed)
-        A, b = np.ones((1, 1)), np.array([m - 0.02])
-        chain = AffineReluChain.from_network(spec_network(net, A, b))
-        out = relu_bab(chain, RowSets(A, b, np.zeros(1, bool), (slice(0, 1),)), lo, hi,
-                       check_counterexample=lambda x: None, check_time=lambda: None,
-                       options=BabOptions(milp_layers=1, milp_after=0.0, milp_seconds=5.0))
+        out = search_where_it_holds(seed, BabOptions(milp_layers=1, milp_after=0.0, milp_seconds=5.0))
         assert out.result == "holds" and out.restarts <= 1
         assert out.stats()["restarts"] == out.restarts and (out.time_milp > 0) == (out.restarts == 1)
         restarted += out.restarts

@@ -37,6 +37,15 @@ def _net_and_min(seed):
     return net, lo, hi, m
 
 
+def search_where_it_holds(seed: int, options: BabOptions):
+    """``relu_bab`` on enumeration net ``seed`` with unsafe y <= (exact minimum - 0.02): the property holds."""
+    net, lo, hi, m = _net_and_min(seed)
+    A, b = np.ones((1, 1)), np.array([m - 0.02])
+    chain = AffineReluChain.from_network(spec_network(net, A, b))
+    return relu_bab(chain, RowSets(A, b, np.zeros(1, bool), (slice(0, 1),)), lo, hi,
+                    check_counterexample=lambda x: None, check_time=lambda: None, options=options)
+
+
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("side", ["holds", "violated"])
 def test_agrees_with_enumeration_both_ways(seed, side):
@@ -99,12 +108,8 @@ def test_stuck_children_are_retried_from_the_cold_start(monkeypatch):
     for retry in (True, False):
         cold_runs.clear()
         for seed in range(8):
-            net, lo, hi, m = _net_and_min(seed)
-            A, b = np.ones((1, 1)), np.array([m - 0.02])
-            chain = AffineReluChain.from_network(spec_network(net, A, b))
-            out = relu_bab(chain, RowSets(A, b, np.zeros(1, bool), (slice(0, 1),)), lo, hi,
-                           check_counterexample=lambda x: None, check_time=lambda: None,
-                           options=BabOptions(cold_retry=retry, lr_alpha=0.0, lr_beta=0.0, max_subproblems=2000))
+            out = search_where_it_holds(seed, BabOptions(cold_retry=retry, lr_alpha=0.0, lr_beta=0.0,
+                                                         max_subproblems=2000))
             assert out.result == "holds" or not retry  # without β steps nor retry, splits alone may not prove it
         per_setting.append(len(cold_runs))
     assert per_setting[0] > 0 and per_setting[1] == 0, per_setting
