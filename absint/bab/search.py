@@ -6,7 +6,8 @@ inactive child, and bounds all 2K children in one batch: DeepPoly intermediate b
 split (layers after it are back-substituted again; bounds are intersected with the parent's), then
 the output rows of the open disjuncts by ``optimise_pairs`` (α and β warm-started from the parent,
 Wang et al. NeurIPS 2021 "beta-CROWN"; a child that no step raised and that does not pass its parent
-is optimised again from the cold start, ``optimise_pairs_with_cold_retry``). A child whose split constraints contradict its bounds is empty.
+is optimised again from the cold start, ``optimise_pairs_with_cold_retry``). A child whose split
+constraints contradict its bounds is empty.
 Each child's relaxation minimiser x* is forwarded as a counterexample candidate (checked by the
 caller's concrete re-check). The next split of a child is chosen where its bound loses most
 (``absint.bab.branching``). The queue's memory is counted against the budget.
@@ -61,8 +62,9 @@ class BabOptions:
     Larger rounds amortise the per-round work: ``batch`` 128 (capped by the memory budget: 78 on oval21
     base with 4 GiB) bounded 88 oval21 sub-problems/s vs 73 with 64, 267 vs 245 on mnistfc 256x4.
     Filtered smart branching tries ``branching_candidates`` neurons per split; ``for_network`` sets
-    the count that suits a network. With ``cold_retry``, a child whose warm-started bound does not pass its
-    parent's is optimised again from DeepPoly's slopes and zero multipliers (``optimise_pairs_with_cold_retry``):
+    the count that suits a network. With ``cold_retry``, a child that no Adam step raised and whose bound
+    does not pass its parent's is optimised again from DeepPoly's slopes and zero multipliers
+    (``optimise_pairs_with_cold_retry``):
     deep in a search the inherited start is a trap that Adam's first steps (about ``lr`` on every
     coordinate) leave without gaining. On mnistfc 256x4 prop_6_0.05, 100 s from its MILP root, the global
     bound stalled at -0.1825 from depth 37 on (most children kept their parent's bound) and reached -0.129
@@ -397,8 +399,8 @@ def _milp_root(chain, lo0, hi0, root_layers, options: BabOptions, check_time, ou
 def _bound_rows(chain, rows: RowSets, batch: _Batch, layers, feasible, lo, hi, steps, check_time, cold_retry=False):
     """Optimised bounds of the open rows of every feasible sub-problem of ``batch``: (low (B, R) with
     +inf on empty sub-problems and -inf on closed rows, the PairProblem, the optimisation, its pairs'
-    sub-problems and rows, and the open-row mask). With ``cold_retry``, the pairs whose warm-started
-    bound does not pass their parent's are optimised again from the cold start
+    sub-problems and rows, and the open-row mask). With ``cold_retry``, children's pairs that no step
+    raised and that do not pass their parent's bound are optimised again from the cold start
     (``optimise_pairs_with_cold_retry``)."""
     relus = _relu_indices(chain)
     B, R = len(batch.open), rows.A.shape[0]
@@ -415,7 +417,7 @@ def _bound_rows(chain, rows: RowSets, batch: _Batch, layers, feasible, lo, hi, s
     a0 = None if batch.alpha is None else {j: batch.alpha[j][sub, row] for j in relus}
     b0 = None if batch.beta is None else {j: batch.beta[j][sub, row] for j in relus}
     iterations, lr_alpha, lr_beta = steps
-    if a0 is not None and cold_retry and batch.row_bounds is not None:
+    if cold_retry and batch.row_bounds is not None:  # children (warm-started from their parent)
         opt = optimise_pairs_with_cold_retry(pp, a0, b0, batch.row_bounds[sub, row], iterations, lr_alpha, lr_beta,
                                              check_time)
     else:
