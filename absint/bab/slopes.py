@@ -361,6 +361,22 @@ def optimise_pairs_with_cold_retry(pp: PairProblem, alpha: dict, beta: dict | No
     return warm
 
 
+def prove_empty(chain: AffineReluChain, layers: list, phases: dict, lower: np.ndarray, upper: np.ndarray,
+                iterations: int = 50, check_time=None) -> np.ndarray:
+    """Which sub-problems (B,) no input reaches, proved by beta-CROWN with a zero objective: for any α and
+    β >= 0 the sound lower bound of -Σ_i β_i s_i z_i over the relaxation is at most 0 at every point that meets
+    each split (s_i z_i >= 0), so a positive one proves there is none (by LP duality one exists whenever the
+    relaxation with the split constraints is infeasible). ``optimise_pairs`` ascends it, one pair per
+    sub-problem, from DeepPoly's slopes and β = 0; the bound is homogeneous in β, so the step sizes and the
+    objective's scale do not matter, which they do for the rows: deep in a search most children are empty,
+    and 20 steps on their rows raise few of them (mnistfc 256x4 prop_6_0.05: 241-256 of 256 children at
+    depth 20-58 proved empty in 50 steps, about 1 s per round of 256)."""
+    B = len(lower)
+    pp = PairProblem.gather(chain, layers, phases, lower, upper, np.arange(B), np.zeros(B, np.intp),
+                            row_sign=np.zeros(B))
+    return optimise_pairs(pp, iterations=iterations, check_time=check_time).lower > 0.0
+
+
 def optimise_intermediate(chain: AffineReluChain, layers: list, phases: dict, lower: np.ndarray, upper: np.ndarray,
                           iterations: int = 20, check_time=None,
                           after: np.ndarray | None = None) -> tuple[list, np.ndarray]:
@@ -400,4 +416,5 @@ def optimise_intermediate(chain: AffineReluChain, layers: list, phases: dict, lo
     return layers, empty
 
 
-__all__ = ["PairProblem", "PairBounds", "pair_bounds", "optimise_pairs", "OptimisedBounds", "optimise_intermediate"]
+__all__ = ["PairProblem", "PairBounds", "pair_bounds", "optimise_pairs", "OptimisedBounds", "optimise_intermediate",
+           "optimise_pairs_with_cold_retry", "prove_empty"]

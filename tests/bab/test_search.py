@@ -66,13 +66,13 @@ def test_agrees_with_enumeration_both_ways(seed, side):
 @pytest.mark.parametrize("side", ["holds", "violated"])
 @pytest.mark.parametrize("options", [BabOptions(intermediate_depth=4), BabOptions(refine_intermediate=False),
                                      BabOptions(milp_layers=1, milp_after=0.0, milp_seconds=5.0),
-                                     BabOptions(cold_retry=False)],
-                         ids=["optimised-shallow", "parent-bounds", "milp-root", "no-cold-retry"])
+                                     BabOptions(cold_retry=False), BabOptions(empty_iterations=0)],
+                         ids=["optimised-shallow", "parent-bounds", "milp-root", "no-cold-retry", "no-empty-proof"])
 def test_children_intermediate_bounds_settings_agree_with_enumeration(seed, side, options):
     """With children's intermediate bounds optimised under their splits (``intermediate_depth``), or kept
     from the parent (``refine_intermediate=False``, the setting for conv nets), or restarted at once from
-    MILP root bounds (``milp_layers``), or without the cold retry of stuck children (``cold_retry``), the
-    search still proves what holds, and never what does not."""
+    MILP root bounds (``milp_layers``), or without the cold retry of stuck children (``cold_retry``) or the
+    proofs that children are empty (``empty_iterations``), the search still proves what holds, and never what does not."""
     net, lo, hi, m = _net_and_min(seed)
     t = m - 0.02 if side == "holds" else m + 0.02
     A, b = np.ones((1, 1)), np.array([t])
@@ -109,10 +109,38 @@ def test_stuck_children_are_retried_from_the_cold_start(monkeypatch):
         cold_runs.clear()
         for seed in range(8):
             out = search_where_it_holds(seed, BabOptions(cold_retry=retry, lr_alpha=0.0, lr_beta=0.0,
-                                                         max_subproblems=2000))
+                                                         empty_iterations=0, max_subproblems=2000))
             assert out.result == "holds" or not retry  # without β steps nor retry, splits alone may not prove it
         per_setting.append(len(cold_runs))
     assert per_setting[0] > 0 and per_setting[1] == 0, per_setting
+
+
+def test_children_proved_empty_leave_the_search():
+    """Children whose splits ``prove_empty`` shows no input meets are counted in ``BabOutcome.empty`` and
+    not bounded; with ``empty_iterations=0`` none are, and both settings prove the same properties."""
+    from absint.bab import search as search_module
+
+    bounded = []
+    real = search_module._bound_rows
+
+    def counting(chain, rows, batch, layers, feasible, *args, **kw):
+        bounded.append(int(feasible.sum()))
+        return real(chain, rows, batch, layers, feasible, *args, **kw)
+
+    totals = []
+    for iterations in (200, 0):
+        empty = 0
+        bounded.clear()
+        for seed in range(8):
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(search_module, "_bound_rows", counting)
+                out = search_where_it_holds(seed, BabOptions(empty_iterations=iterations, lr_alpha=0.0, lr_beta=0.0))
+            assert out.result == "holds"
+            empty += out.empty
+        totals.append((empty, sum(bounded)))
+    (empty_on, bounded_on), (empty_off, bounded_off) = totals
+    assert empty_on > 0 and empty_off == 0, totals
+    assert bounded_on < bounded_off, totals
 
 
 def test_finds_the_counterexample_without_sampling():
@@ -224,7 +252,7 @@ def _small_conv_net(rng):
                                Node("fc", Affine(rng.normal(size=(2, 12)), rng.normal(size=2)), (2,))])
 
 
-def test_options_for_network_on_convolutions_use_more_candidates_no_refinement_and_no_cold_retry():
+def test_options_for_network_on_convolutions_use_more_candidates_and_fewer_extras():
     from absint.bab.search import CONV_CANDIDATES
 
     rng = np.random.default_rng(0)
@@ -234,7 +262,9 @@ def test_options_for_network_on_convolutions_use_more_candidates_no_refinement_a
     assert BabOptions.for_network(dense).branching_candidates == BabOptions().branching_candidates == 3
     assert not BabOptions.for_network(conv).refine_intermediate and BabOptions.for_network(dense).refine_intermediate
     assert not BabOptions.for_network(conv).cold_retry and BabOptions.for_network(dense).cold_retry
-    assert BabOptions.for_network(conv, branching_candidates=2, batch=7, refine_intermediate=True, cold_retry=True) == \
+    assert BabOptions.for_network(conv).empty_iterations == 0 and BabOptions.for_network(dense).empty_iterations > 0
+    assert BabOptions.for_network(conv, branching_candidates=2, batch=7, refine_intermediate=True, cold_retry=True,
+                                  empty_iterations=BabOptions().empty_iterations) == \
         BabOptions(branching_candidates=2, batch=7)
 
 

@@ -8,9 +8,9 @@ import pytest
 
 import absint
 from absint.bab.slopes import (LR_ALPHA, LR_BETA, PairProblem, optimise_intermediate, optimise_pairs,
-                               optimise_pairs_with_cold_retry, pair_bounds)
+                               optimise_pairs_with_cold_retry, pair_bounds, prove_empty)
 from absint.domains.deeppoly_batch import AffineReluChain, ReluSplits, deeppoly_boxes
-from absint.network import Affine, ReLU
+from absint.network import Affine, Network, Node, ReLU
 from absint.verify import _stack, spec_network
 from tests._bench import NO_BENCHMARKS, benchmark_instances
 from tests.domains.test_deeppoly_batch import random_chain
@@ -21,11 +21,17 @@ def _relus(chain):
     return [j for j, l in enumerate(chain.layers) if isinstance(l, ReLU)]
 
 
-def sub_problem(chain, lo, hi, fixed: dict, rows):
-    """One sub-problem (ReLU phases ``fixed`` {(j, i): ±1}) with a pair per output row in ``rows``."""
+def phases_of(chain, fixed: dict) -> dict:
+    """One sub-problem's phase arrays (1, n) per ReLU from ``fixed`` {(j, i): ±1}."""
     phases = {j: np.zeros((1, chain.layers[j - 1].weight.shape[0]), np.int8) for j in _relus(chain)}
     for (j, i), s in fixed.items():
         phases[j][0, i] = s
+    return phases
+
+
+def sub_problem(chain, lo, hi, fixed: dict, rows):
+    """One sub-problem (ReLU phases ``fixed`` {(j, i): ±1}) with a pair per output row in ``rows``."""
+    phases = phases_of(chain, fixed)
     res = deeppoly_boxes(chain, lo[None], hi[None], splits=ReluSplits(phases))
     rows = np.asarray(rows)
     pp = PairProblem.gather(chain, res.layers, phases, lo[None], hi[None], np.zeros(len(rows), int), rows)
@@ -175,6 +181,40 @@ def test_cold_retry_keeps_the_better_of_the_warm_and_the_cold_start(seed):
         np.testing.assert_array_equal(got.at_best.lower, got.lower)
         np.testing.assert_array_equal(got.at_best.x_star, again.x_star)
         assert np.all(got.lower <= exact + 1e-9), (got.lower, exact)
+
+
+def test_prove_empty_only_where_no_input_meets_the_splits():
+    """``prove_empty`` never calls a sub-problem empty that has an input (phase enumeration + linprog), and
+    proves most of the empty ones that DeepPoly's per-neuron bounds leave open: with six of nine ReLUs
+    split at random, the splits often contradict each other."""
+    open_empty = proved = 0
+    for seed in range(40):
+        _, chain, lo, hi, fixed = random_setup(seed, n_fixed=6)
+        phases = phases_of(chain, fixed)
+        res = deeppoly_boxes(chain, lo[None], hi[None], splits=ReluSplits(phases))
+        empty = np.isinf(exact_minimum(chain.layers, lo, hi, np.eye(2)[0], fixed)[0])
+        got = prove_empty(chain, res.layers, phases, lo[None], hi[None], iterations=200)
+        assert got.shape == (1,) and (empty or not got[0]), (seed, fixed)
+        if empty and not res.infeasible[0]:
+            open_empty += 1
+            proved += int(got[0])
+    assert open_empty >= 5 and proved >= 0.8 * open_empty, (open_empty, proved)
+
+
+def test_prove_empty_on_contradicting_first_layer_splits():
+    """z1 = x active and z2 = x + c inactive on x in [-1, 1]: empty for c = 0.5 (x >= 0 and x <= -0.5), which
+    neither neuron's bounds show alone; not for c = -0.5 (0 <= x <= 0.5)."""
+    for c, expected in ((0.5, True), (-0.5, False)):
+        net = Network((1,), [Node("fc1", Affine(np.array([[1.0], [1.0]]), np.array([0.0, c])), (-1,)),
+                             Node("r1", ReLU(), (0,)),
+                             Node("fc2", Affine(np.array([[1.0, -1.0], [0.5, 1.0]]), np.array([0.1, -0.2])), (1,)),
+                             Node("r2", ReLU(), (2,)), Node("out", Affine(np.array([[1.0, 1.0]]), np.zeros(1)), (3,))])
+        chain = AffineReluChain.from_network(net)
+        phases = {1: np.array([[1, -1]], np.int8), 3: np.zeros((1, 2), np.int8)}
+        lo, hi = np.array([[-1.0]]), np.array([[1.0]])
+        res = deeppoly_boxes(chain, lo, hi, splits=ReluSplits(phases))
+        assert not res.infeasible[0]
+        assert prove_empty(chain, res.layers, phases, lo, hi).tolist() == [expected]
 
 
 def test_float32_iterates_track_the_float64_bound():
