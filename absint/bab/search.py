@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -30,8 +31,9 @@ from ..network import Affine, Conv2d, Network, ReLU
 from ..threads import blas_single_thread
 from .branching import choose_splits
 from .milp_bounds import milp_intermediate
+from .relaxation_lp import sub_problem_lp
 from .slopes import (LR_ALPHA, LR_BETA, PairProblem, optimise_intermediate, optimise_pairs,
-                     optimise_pairs_with_cold_retry, prove_empty)
+                     optimise_pairs_with_cold_retry, pair_bounds, prove_empty)
 
 
 #: rounds between gradient attacks from the worst sub-problems' relaxation minimisers
@@ -40,6 +42,8 @@ ATTACK_EVERY = 8
 CONV_CANDIDATES = 8
 #: hidden layers (after the first) whose root bounds come from (partial) MILPs on networks without convolutions
 FC_MILP_LAYERS = 2
+#: rounds, and the rise of the global bound over them, below which the search counts as stalled
+STALL_ROUNDS, STALL_GAIN = 3, 1e-3
 #: arrays per (sub-problem, row) pair while it is bounded (relaxation, optimiser state, gradients), each as
 #: wide as all ReLUs together
 PAIR_STATE_ARRAYS = 30
@@ -73,7 +77,12 @@ class BabOptions:
     instance the LP of the worst open children (triangle relaxation with the split constraints) was
     infeasible for nearly all of them at depth 50: the search kept splitting empty sub-problems whose rows'
     20 steps cannot show it. 200 steps proved 143 of a round's 210 children empty in 0.8 s (50 steps: 0);
-    the global bound at 100 s went from -0.130 to -0.121.
+    the global bound at 100 s went from -0.130 to -0.121. When the global bound has risen by less than
+    ``STALL_GAIN`` over ``STALL_ROUNDS`` rounds, the ``lp_polish`` children with the worst open disjuncts
+    get the LP optimum of their relaxation (``relaxation_lp``; its duals are α and β, evaluated soundly):
+    on 256x4 prop_8_0.05 the worst children's 20 Adam steps stood at -0.40 to -0.52 where their LPs gave
+    -0.22 or were infeasible, and the global bound at 100 s from the MILP root went from -0.408 to -0.281
+    (prop_6_0.05: -0.121 to -0.124).
 
     With ``milp_layers`` > 0, a search still open ``milp_after`` seconds after its start tightens the
     root's bounds of that many hidden layers after the first by MILPs (``absint.bab.milp_bounds``, about
@@ -95,6 +104,7 @@ class BabOptions:
     branching_candidates: int = 3
     cold_retry: bool = True
     empty_iterations: int = 200
+    lp_polish: int = 4
     max_subproblems: int | None = None
     memory_bytes: int = 4 << 30
     milp_layers: int = 0
@@ -105,8 +115,8 @@ class BabOptions:
     def for_network(cls, net: Network, **overrides) -> BabOptions:
         """The defaults for ``net``; when it has a convolution, ``CONV_CANDIDATES`` FSB candidates, no
         DeepPoly refinement of the children's intermediate bounds (``refine_intermediate=False``: they
-        keep the parent's, intersected with the split), no ``cold_retry`` and no proofs of empty children
-        (``empty_iterations=0``; neither is measured on oval21 yet);
+        keep the parent's, intersected with the split), no ``cold_retry``, no proofs of empty children
+        (``empty_iterations=0``) and no LPs (``lp_polish=0``; none is measured on oval21 yet);
         without, MILP bounds of ``FC_MILP_LAYERS`` layers; ``overrides`` win.
 
         Measured on two oval21 conv networks and mnistfc (perf/README.md, bench_bab): on cifar_base_kw
@@ -123,6 +133,7 @@ class BabOptions:
             overrides.setdefault("refine_intermediate", False)
             overrides.setdefault("cold_retry", False)  # measured on mnistfc only so far
             overrides.setdefault("empty_iterations", 0)  # likewise
+            overrides.setdefault("lp_polish", 0)  # the LP of a conv net is large, and not measured either
         else:
             overrides.setdefault("milp_layers", FC_MILP_LAYERS)
         return cls(**overrides)
@@ -144,7 +155,8 @@ class BabOutcome:
     root_bound: float = float("nan")
     global_bound: float = float("nan")  # the worst open sub-problem's bound: the whole problem's lower bound
     exhausted: int = 0   # sub-problems with every ReLU fixed and still not proved
-    empty: int = 0       # children that ``prove_empty`` showed no input reaches
+    empty: int = 0       # children proved empty (``prove_empty``, or the LP's multipliers)
+    time_lp: float = 0.0  # seconds of the sub-problems' LPs (``BabOptions.lp_polish``)
     splits_by_layer: list[int] = field(default_factory=list)  # splits made in each hidden ReLU layer, first first
     reason: str = ""
     time_milp: float = 0.0  # seconds of MILP intermediate bounds (``BabOptions.milp_layers``)
@@ -156,6 +168,7 @@ class BabOutcome:
                 "queue_peak": self.queue_peak, "queue_size": self.queue_size,
                 "queue_bytes_peak": self.queue_bytes_peak, "root_bound": self.root_bound,
                 "global_bound": self.global_bound, "exhausted": self.exhausted, "empty": self.empty,
+                "time_lp_s": round(self.time_lp, 4),
                 "splits_by_layer": list(self.splits_by_layer), "time_milp_s": round(self.time_milp, 4),
                 "restarts": self.restarts,
                 **({"reason": self.reason} if self.reason else {})}
@@ -286,6 +299,7 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
     phases = {j: np.zeros((1, chain.layers[j - 1].weight.shape[0]), np.int8) for j in relus}
     root = _Batch(phases, root_prior, None, np.ones((1, len(rows.slices)), bool), None, None, np.zeros(1, int))
     queue: list = []
+    history: list = []  # the global bound after each round
     counter = 0
     queue_bytes = 0
     batch = root
@@ -306,8 +320,6 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
         res = deeppoly_boxes(chain, lo, hi, sound_fp=True, splits=splits, pair_bytes=max(options.memory_bytes // 8, 1 << 20))
         layers, feasible = res.layers, ~res.infeasible
         out.subproblems += B
-        if batch is not root and options.empty_iterations > 0:
-            out.empty += _drop_empty(chain, batch, layers, feasible, lo, hi, options.empty_iterations, check_time)
         if batch is not root and options.intermediate_iterations > 0:
             _optimise_shallow(chain, batch, layers, feasible, lo, hi, options, check_time)
         bound = _bound_rows(chain, rows, batch, layers, feasible, lo, hi, steps, check_time,
@@ -326,6 +338,15 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
         low, pp, opt, sub, row, row_open = bound
         empty, score, _ = _disjunct_scores(low, rows)
         still = batch.open & ~empty & feasible[:, None]
+        if batch is not root and options.empty_iterations > 0:
+            out.empty += _drop_empty(chain, batch, layers, still, lo, hi, options.empty_iterations, check_time)
+        if batch is not root and options.lp_polish > 0 and still.any() and _stalled(history):
+            t_lp = time.perf_counter()
+            emptied = _polish_worst(chain, rows, batch, layers, lo, hi, low, still, bound, options.lp_polish, check_time)
+            out.empty += emptied
+            out.time_lp += time.perf_counter() - t_lp
+            empty, score, _ = _disjunct_scores(low, rows)
+            still &= ~empty
         out.time_bounding += time.perf_counter() - t_bound
         if batch is root:
             out.root_bound = float(np.min(np.where(still, score, np.inf))) if still.any() else float(score.max())
@@ -362,6 +383,7 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
         out.queue_bytes_peak = max(out.queue_bytes_peak, queue_bytes)
         out.queue_size = len(queue)
         out.global_bound = queue[0][0] if queue else float("inf")
+        history.append(out.global_bound)
         if queue_bytes > options.memory_bytes:
             out.result, out.reason = "unknown", "the sub-problem queue outgrew the memory budget"
             return out
@@ -439,16 +461,83 @@ def _bound_rows(chain, rows: RowSets, batch: _Batch, layers, feasible, lo, hi, s
     return low, pp, opt, sub, row, row_open
 
 
-def _drop_empty(chain, batch: _Batch, layers: list, feasible: np.ndarray, lo, hi, iterations: int, check_time) -> int:
-    """The feasible children that ``prove_empty`` shows no input reaches leave ``feasible`` (in place); how
-    many did."""
-    pick = np.flatnonzero(feasible)
+def _drop_empty(chain, batch: _Batch, layers: list, still: np.ndarray, lo, hi, iterations: int, check_time) -> int:
+    """Children with open rows (``still`` (B, D): open disjuncts) that ``prove_empty`` shows no input reaches
+    close them all (in place); how many did. Only children their rows left open are tried: the proof costs
+    ``iterations`` steps that the many children of a shallow round their rows prove do not need."""
+    pick = np.flatnonzero(still.any(axis=1))
     if not pick.size:
         return 0
     empty = prove_empty(chain, [(l[pick], u[pick]) for l, u in layers], {j: ph[pick] for j, ph in batch.phases.items()},
                         lo[pick], hi[pick], iterations, check_time)
-    feasible[pick[empty]] = False
+    still[pick[empty]] = False
     return int(empty.sum())
+
+
+def _stalled(history: list) -> bool:
+    """The global bound rose by less than ``STALL_GAIN`` over the last ``STALL_ROUNDS`` rounds."""
+    return len(history) > STALL_ROUNDS and history[-1] - history[-1 - STALL_ROUNDS] < STALL_GAIN
+
+
+def _polish_worst(chain, rows: RowSets, batch: _Batch, layers: list, lo, hi, low: np.ndarray, still: np.ndarray,
+                  bound, k: int, check_time) -> int:
+    """The ``k`` children with the worst open disjuncts: the best row of that disjunct gets the LP optimum
+    of its relaxation (``sub_problem_lp``, the LPs on the cores in parallel) as slopes and multipliers, kept
+    where their sound bound beats Adam's (``low`` and the pair's parameters and minimiser, in place, so its
+    children start from them); a child whose row LP is infeasible is closed when the multipliers of the
+    emptiness LP prove it empty (``still``, in place). Returns how many were."""
+    _, pp, opt, sub, row, _ = bound
+    _, score, best = _disjunct_scores(low, rows)
+    worst = np.where(still, score, np.inf)
+    tasks = []
+    for b in np.argsort(worst.min(axis=1))[:k]:
+        if not np.isfinite(worst[b].min()):
+            break
+        r = int(best[b, np.argmin(worst[b])])
+        p = np.flatnonzero((sub == b) & (row == r))
+        if p.size:
+            tasks.append((int(b), r, int(p[0])))
+
+    def solve(task):
+        b, r, _ = task
+        check_time()
+        lay = [(l[b], u[b]) for l, u in layers]
+        ph = {j: a[b] for j, a in batch.phases.items()}
+        lp = sub_problem_lp(chain, lay, ph, lo[b], hi[b], r)
+        return sub_problem_lp(chain, lay, ph, lo[b], hi[b], None) if np.isinf(lp.value) else lp
+
+    with ThreadPoolExecutor(max(1, min(len(tasks), numba.get_num_threads()))) as pool:
+        solved = list(pool.map(solve, tasks))
+    emptied = 0
+    for (b, r, q), lp in zip(tasks, solved):
+        if lp.alpha is None:
+            continue
+        one = pp.take(np.array([q]))
+        alpha, beta = _lp_alpha(one, lp), _lp_beta(lp)
+        if lp.row is None:  # the row's LP was infeasible: this is the emptiness LP's
+            if pair_bounds(replace(one, row_sign=np.zeros(1)), alpha, beta).lower[0] > 0:
+                still[b] = False
+                low[b] = np.inf
+                emptied += 1
+            continue
+        ev = pair_bounds(one, alpha, beta)
+        if ev.lower[0] > opt.lower[q]:
+            opt.lower[q] = opt.at_best.lower[q] = ev.lower[0]
+            opt.at_best.x_star[q] = ev.x_star[0]
+            for j in alpha:
+                opt.alpha[j][q], opt.beta[j][q] = alpha[j][0], beta[j][0]
+                opt.at_best.coef[j][q] = ev.coef[j][0]
+            low[b, r] = max(low[b, r], ev.lower[0])
+    return emptied
+
+
+def _lp_alpha(one: PairProblem, lp) -> dict:
+    """The LP's slopes (1, n) per ReLU, DeepPoly's where the LP leaves them free."""
+    return {j: np.where(np.isnan(a), one.area_alpha[j][0], a)[None] for j, a in lp.alpha.items()}
+
+
+def _lp_beta(lp) -> dict:
+    return {j: b[None] for j, b in lp.beta.items()}
 
 
 def _optimise_shallow(chain, batch: _Batch, layers: list, feasible: np.ndarray, lo, hi, options: BabOptions,

@@ -90,6 +90,32 @@ def test_children_intermediate_bounds_settings_agree_with_enumeration(seed, side
         assert out.result == "unknown" or check(out.result[0]) is not None, (out, m, t)
 
 
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("side", ["holds", "violated"])
+def test_lp_polish_in_every_round_agrees_with_enumeration(monkeypatch, seed, side):
+    """With the LP of the worst children in every round (``STALL_ROUNDS`` 0: always stalled), the search
+    still proves what holds and never what does not, and its rounds do solve LPs."""
+    from absint.bab import search as search_module
+
+    monkeypatch.setattr(search_module, "STALL_ROUNDS", 0)
+    net, lo, hi, m = _net_and_min(seed)
+    t = m - 0.02 if side == "holds" else m + 0.02
+    A, b = np.ones((1, 1)), np.array([t])
+    chain = AffineReluChain.from_network(spec_network(net, A, b))
+
+    def check(x):
+        y = net.forward(x[None])[0]
+        return (x, y) if y[0] <= t and np.all(x >= lo) and np.all(x <= hi) else None
+
+    out = relu_bab(chain, RowSets(A, b, np.zeros(1, bool), (slice(0, 1),)), lo, hi, check_counterexample=check,
+                   check_time=lambda: None, options=BabOptions(lr_alpha=0.0, lr_beta=0.0, iterations=1))
+    if side == "holds":
+        assert out.result == "holds", (out, m, t)
+        assert out.rounds <= 1 or out.time_lp > 0  # round 1 had open children: their LPs ran
+    else:
+        assert out.result == "unknown" or check(out.result[0]) is not None, (out, m, t)
+
+
 def test_stuck_children_are_retried_from_the_cold_start(monkeypatch):
     """With ``cold_retry``, children that no Adam step raised and that do not pass their parent's bound are
     optimised again from DeepPoly's slopes (``optimise_pairs`` without a warm start); without, never. The
@@ -115,32 +141,23 @@ def test_stuck_children_are_retried_from_the_cold_start(monkeypatch):
     assert per_setting[0] > 0 and per_setting[1] == 0, per_setting
 
 
-def test_children_proved_empty_leave_the_search():
-    """Children whose splits ``prove_empty`` shows no input meets are counted in ``BabOutcome.empty`` and
-    not bounded; with ``empty_iterations=0`` none are, and both settings prove the same properties."""
-    from absint.bab import search as search_module
+def test_children_proved_empty_close_their_disjuncts():
+    """``_drop_empty`` closes every disjunct of the children that ``prove_empty`` shows no input reaches,
+    and only theirs: z1 = x active with z2 = x + 0.5 inactive on x in [-1, 1] is empty, z2 = x - 0.5 is not."""
+    from types import SimpleNamespace
 
-    bounded = []
-    real = search_module._bound_rows
+    from absint.bab.search import _drop_empty
 
-    def counting(chain, rows, batch, layers, feasible, *args, **kw):
-        bounded.append(int(feasible.sum()))
-        return real(chain, rows, batch, layers, feasible, *args, **kw)
-
-    totals = []
-    for iterations in (200, 0):
-        empty = 0
-        bounded.clear()
-        for seed in range(8):
-            with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(search_module, "_bound_rows", counting)
-                out = search_where_it_holds(seed, BabOptions(empty_iterations=iterations, lr_alpha=0.0, lr_beta=0.0))
-            assert out.result == "holds"
-            empty += out.empty
-        totals.append((empty, sum(bounded)))
-    (empty_on, bounded_on), (empty_off, bounded_off) = totals
-    assert empty_on > 0 and empty_off == 0, totals
-    assert bounded_on < bounded_off, totals
+    net = Network((1,), [Node("fc1", Affine(np.array([[1.0], [1.0], [1.0]]), np.array([0.0, 0.5, -0.5])), (-1,)),
+                         Node("r1", ReLU(), (0,)), Node("out", Affine(np.array([[1.0, -1.0, 0.5]]), np.zeros(1)), (1,))])
+    chain = AffineReluChain.from_network(net)
+    phases = {1: np.array([[1, -1, 0], [1, 0, -1], [1, -1, 0]], np.int8)}
+    lo, hi = np.full((3, 1), -1.0), np.full((3, 1), 1.0)
+    res = deeppoly_boxes(chain, lo, hi, splits=ReluSplits(phases))
+    assert not res.infeasible.any()
+    still = np.array([[True, True], [True, False], [False, False]])
+    n = _drop_empty(chain, SimpleNamespace(phases=phases), res.layers, still, lo, hi, 200, lambda: None)
+    assert n == 1 and still.tolist() == [[False, False], [True, False], [False, False]]
 
 
 def test_finds_the_counterexample_without_sampling():
@@ -263,8 +280,10 @@ def test_options_for_network_on_convolutions_use_more_candidates_and_fewer_extra
     assert not BabOptions.for_network(conv).refine_intermediate and BabOptions.for_network(dense).refine_intermediate
     assert not BabOptions.for_network(conv).cold_retry and BabOptions.for_network(dense).cold_retry
     assert BabOptions.for_network(conv).empty_iterations == 0 and BabOptions.for_network(dense).empty_iterations > 0
+    assert BabOptions.for_network(conv).lp_polish == 0 and BabOptions.for_network(dense).lp_polish > 0
     assert BabOptions.for_network(conv, branching_candidates=2, batch=7, refine_intermediate=True, cold_retry=True,
-                                  empty_iterations=BabOptions().empty_iterations) == \
+                                  empty_iterations=BabOptions().empty_iterations,
+                                  lp_polish=BabOptions().lp_polish) == \
         BabOptions(branching_candidates=2, batch=7)
 
 
