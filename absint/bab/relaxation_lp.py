@@ -22,7 +22,6 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from ..domains.deeppoly_batch import AffineReluChain
-from ..network import Affine
 
 
 @dataclass

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import heapq
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numba
@@ -72,17 +72,17 @@ class BabOptions:
     deep in a search the inherited start is a trap that Adam's first steps (about ``lr`` on every
     coordinate) leave without gaining. On mnistfc 256x4 prop_6_0.05, 100 s from its MILP root, the global
     bound stalled at -0.1825 from depth 37 on (most children kept their parent's bound) and reached -0.129
-    with the retry. Before its rows are bounded, each child gets ``empty_iterations`` Adam steps towards a
-    proof that no input meets its splits (``prove_empty``); those proved leave the round. On the same
-    instance the LP of the worst open children (triangle relaxation with the split constraints) was
-    infeasible for nearly all of them at depth 50: the search kept splitting empty sub-problems whose rows'
-    20 steps cannot show it. 200 steps proved 143 of a round's 210 children empty in 0.8 s (50 steps: 0);
-    the global bound at 100 s went from -0.130 to -0.121. When the global bound has risen by less than
-    ``STALL_GAIN`` over ``STALL_ROUNDS`` rounds, the ``lp_polish`` children with the worst open disjuncts
-    get the LP optimum of their relaxation (``relaxation_lp``; its duals are α and β, evaluated soundly):
-    on 256x4 prop_8_0.05 the worst children's 20 Adam steps stood at -0.40 to -0.52 where their LPs gave
-    -0.22 or were infeasible, and the global bound at 100 s from the MILP root went from -0.408 to -0.281
-    (prop_6_0.05: -0.121 to -0.124).
+    with the retry. Children their rows leave open get ``empty_iterations`` Adam steps towards a proof that
+    no input meets their splits (``prove_empty``); those proved are closed. On the same instance the LP of
+    the worst open children (triangle relaxation with the split constraints) was infeasible for nearly
+    all of them at depth 50: the search kept splitting empty sub-problems whose rows' 20 steps cannot
+    show it. 200 steps proved 143 of a round's 210 children empty in 0.8 s (50 steps: 0). When the global
+    bound has risen by less than ``STALL_GAIN`` over ``STALL_ROUNDS`` rounds, the ``lp_polish`` children
+    with the worst open disjuncts get the LP optimum of their relaxation (``relaxation_lp``; its duals are
+    α and β, evaluated soundly): on 256x4 prop_8_0.05 the worst children's 20 Adam steps stood at -0.40 to
+    -0.52 where their LPs gave -0.22 or were infeasible. From the MILP roots, 100 s (global bound): prop_8
+    -0.408 before, -0.408 with the proofs of emptiness, -0.281 with the LPs too; prop_6 -0.130, -0.121
+    (proofs before the rows), -0.124.
 
     With ``milp_layers`` > 0, a search still open ``milp_after`` seconds after its start tightens the
     root's bounds of that many hidden layers after the first by MILPs (``absint.bab.milp_bounds``, about
