@@ -72,7 +72,7 @@ def sub_problem_lp(chain: AffineReluChain, layers: list, phases: dict, lower: np
     prev = np.arange(n0)
     split_at, lower_at = {}, {}
     for (z0, y0, n), j in zip(offsets, relus):
-        W = sp.coo_array(_dense(chain.layers[j - 1].weight))
+        W = sp.coo_array(chain.layers[j - 1].weight)  # dense or sparse alike
         bias = np.asarray(chain.layers[j - 1].bias, np.float64)
         eq.append((n_eq + W.row, prev[W.col], -W.data))
         eq.append((n_eq + np.arange(n), z0 + np.arange(n), np.ones(n)))
