@@ -22,6 +22,17 @@ def gamma(n: int) -> float:
     return nu / (1.0 - nu)
 
 
+def addition_error(*totals: np.ndarray) -> np.ndarray:
+    """A bound on the rounding error of the one addition that produced each of ``totals`` (elementwise max
+    over them): |fl(a + b) - (a + b)| <= u |a + b| <= 2u |fl(a + b)|. A running constant gets it after each
+    step's term is added: gamma_n of the final sum bounds the terms' errors by the final total only, which
+    cancellation can make smaller than the partial sums."""
+    out = np.abs(totals[0])
+    for t in totals[1:]:
+        out = np.maximum(out, np.abs(t))
+    return 2.0 * UNIT_ROUNDOFF * out
+
+
 def inflate(x: np.ndarray, terms: int = 4) -> np.ndarray:
     """Round a non-negative error bound up, covering the rounding of its own ``terms`` operations."""
     return x * (1.0 + gamma(terms + 1)) + ETA * terms

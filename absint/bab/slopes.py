@@ -24,7 +24,7 @@ import numpy as np
 
 from ..domains.deeppoly_batch import (AffineReluChain, SparseAffine, layer_product, right_product,
                                       transposed_product)
-from ..fp import UNIT_ROUNDOFF, gamma, inflate
+from ..fp import UNIT_ROUNDOFF, addition_error, gamma, inflate
 from ..network import Affine, ReLU
 from kernels.relu_pairs import adam_ascent, live_columns, relu_backward_pairs, relu_forward_pairs
 
@@ -194,7 +194,8 @@ def pair_bounds(pp: PairProblem, alpha: dict, beta: dict, sound: bool = True, gr
             W, bias, _ = arrays[j]
             const += C @ bias
             if sound:
-                slack += gamma(max(W.shape) + 3) * np.einsum("pj,pj->p", np.abs(C), pp.affine_v[j])
+                slack += gamma(max(W.shape) + 3) * np.einsum("pj,pj->p", np.abs(C), pp.affine_v[j]) \
+                    + addition_error(const)
             C = right_product(C, W)
             continue
         coefs[j] = C
@@ -204,7 +205,7 @@ def pair_bounds(pp: PairProblem, alpha: dict, beta: dict, sound: bool = True, gr
                             pp.sign[j], pp.mag[j], pp.live_columns(j), C_new, acc, abs_mag, abs_icpt)
         const += acc
         if sound:
-            slack += 2 * UNIT_ROUNDOFF * abs_mag + gamma(C.shape[1] + 2) * abs_icpt
+            slack += 2 * UNIT_ROUNDOFF * abs_mag + gamma(C.shape[1] + 2) * abs_icpt + addition_error(const)
         C = C_new
     x_star = np.where(C >= 0, pp.lower, pp.upper)
     bound = const + np.einsum("pj,pj->p", C, x_star)

@@ -20,7 +20,7 @@ import numpy as np
 
 from kernels.backsub import concretize, diagonal_backsub, linear_backsub_terms
 
-from ..fp import UNIT_ROUNDOFF, gamma, inflate, widen
+from ..fp import UNIT_ROUNDOFF, addition_error, gamma, inflate, widen
 from ..linear import LINEAR_OPS, DenseOp, LinearOp, linear_op
 from ..network import NETWORK_INPUT, Add, Layer, MaxPool2d, ReLU, Sigmoid, Tanh
 from ..relaxations import maxpool_windows, relu_deeppoly, s_shaped_deeppoly, sigmoid, sigmoid_derivative, tanh_derivative
@@ -199,6 +199,8 @@ def finish_backsubstitution(graph: DeepPolyGraph, start: int, C_u: np.ndarray, C
             const_u += cu
             const_l += cl
             slack += s
+            if sound:
+                slack += addition_error(const_u, const_l)
             for i, (nu, nl) in zip(graph.inputs[j], outs):
                 if i not in pending:
                     pending[i] = [nu, nl]

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from kernels.batch_backsub import affine_backsub_terms, concretize_rows, relu_backsub_rows
 from kernels.spmm import dense_csr
 
-from ..fp import UNIT_ROUNDOFF, gamma, inflate, widen
+from ..fp import UNIT_ROUNDOFF, addition_error, gamma, inflate, widen
 from ..errors import MemoryBudgetError
 from ..linear import is_linear, linear_op
 from ..network import NETWORK_INPUT, Affine, Network, ReLU, Reshape
@@ -301,11 +301,15 @@ def _backsubstitute(chain, k, boxes, rows, mags, relax, affine_v, lower, upper, 
             W, bias = layer.weight, np.array(layer.bias, np.float64)  # a writable copy: one kernel signature
             affine_backsub_terms(C[0], C[1], bias, boxes, affine_v[j] if sound else _NO_V, const_u, const_l, slack,
                                  sound, gamma(max(W.shape) + 3))
+            if sound:
+                slack += addition_error(const_u, const_l)
             C = _product(C, W, boxes, relax[j + 1])
         else:
             a_l, b_l, a_u, b_u = relax[j]
             relu_backsub_rows(C[0], C[1], boxes, a_l, b_l, a_u, b_u, mags[j], const_u, const_l, slack, sound,
                               2 * UNIT_ROUNDOFF, gamma(C.shape[2] + 2))
+            if sound:
+                slack += addition_error(const_u, const_l)
     lo, up, mag_m = np.empty(boxes.size), np.empty(boxes.size), np.empty(boxes.size)
     concretize_rows(C[0], C[1], boxes, lower, upper, const_u, const_l, lo, up, mag_m)
     if sound:

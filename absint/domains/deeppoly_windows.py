@@ -30,7 +30,7 @@ import numpy as np
 from kernels.windows import (col2im_hwc_add, window_concretize, window_diagonal_backsub, window_linear_terms,
                              window_on_map, window_to_dense)
 
-from ..fp import UNIT_ROUNDOFF, gamma, inflate, widen
+from ..fp import UNIT_ROUNDOFF, addition_error, gamma, inflate, widen
 from ..im2col import IM2COL_CHUNK_BYTES
 from ..linear import ConvOp
 from ..network import NETWORK_INPUT
@@ -283,7 +283,7 @@ def _continue(graph, j, win, oy, ox, shape, const, slack, k, sound):
             mag = np.empty(R)
             window_linear_terms(win, oy, ox, H, W, bias, v, const, mag)
             if sound:
-                slack += gamma(max(op.fan_in, op.fan_out) + 3) * _halves(mag, k)
+                slack += gamma(max(op.fan_in, op.fan_out) + 3) * _halves(mag, k) + _halves(addition_error(const), k)
             shape = tuple(op.in_shape)
             win, oy, ox = _window_transpose(win, oy, ox, op.layer, shape)
         else:
@@ -294,7 +294,8 @@ def _continue(graph, j, win, oy, ox, shape, const, slack, k, sound):
             mag_v, mag_b = np.empty(R), np.empty(R)
             window_diagonal_backsub(win, k, oy, ox, H, W, a_l, b_l, a_u, b_u, v, bmag, const, mag_v, mag_b)
             if sound:
-                slack += 2 * UNIT_ROUNDOFF * _halves(mag_v, k) + gamma(C * H * W + 2) * _halves(mag_b, k)
+                slack += 2 * UNIT_ROUNDOFF * _halves(mag_v, k) + gamma(C * H * W + 2) * _halves(mag_b, k) \
+                    + _halves(addition_error(const), k)
         j = inputs[0]
     if win.shape[0] == k:
         win, oy, ox, const = _stack(win, oy, ox, const)
