@@ -300,6 +300,7 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
     root = _Batch(phases, root_prior, None, np.ones((1, len(rows.slices)), bool), None, None, np.zeros(1, int))
     queue: list = []
     history: list = []  # the global bound after each round
+    exhausted_low = float("inf")  # the worst bound of the sub-problems left with every ReLU fixed (not queued)
     counter = 0
     queue_bytes = 0
     batch = root
@@ -349,7 +350,7 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
             still &= ~empty
         out.time_bounding += time.perf_counter() - t_bound
         if batch is root:
-            out.root_bound = float(np.min(np.where(still, score, np.inf))) if still.any() else float(score.max())
+            out.root_bound = float(np.min(np.where(batch.open, score, np.inf)))  # the closed disjuncts' are > 0
         live = np.flatnonzero(still.any(axis=1))
         if live.size:
             found = _try_minimisers(opt, sub, live, rows, forward, check_counterexample)
@@ -366,6 +367,7 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
                 choice = choices.get(int(b))
                 if choice is None:
                     out.exhausted += 1
+                    exhausted_low = min(exhausted_low, float(score[b][still[b]].min()))
                     continue
                 out.splits_by_layer[relus.index(choice[0])] += 1
                 phases = {j: batch.phases[j][b].copy() for j in relus}
@@ -382,7 +384,7 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
         out.queue_peak = max(out.queue_peak, len(queue))
         out.queue_bytes_peak = max(out.queue_bytes_peak, queue_bytes)
         out.queue_size = len(queue)
-        out.global_bound = queue[0][0] if queue else float("inf")
+        out.global_bound = min(queue[0][0] if queue else float("inf"), exhausted_low)
         history.append(out.global_bound)
         if queue_bytes > options.memory_bytes:
             out.result, out.reason = "unknown", "the sub-problem queue outgrew the memory budget"

@@ -155,6 +155,34 @@ def test_children_proved_empty_close_their_disjuncts():
     assert n == 1 and still.tolist() == [[False, False], [True, False], [False, False]]
 
 
+def test_root_bound_is_the_worst_disjuncts_when_the_root_proves_all():
+    """Two one-row disjuncts that the root proves with different margins: the root bound is the smaller
+    margin (a lower bound of the whole problem), never the larger."""
+    net, lo, hi, m = _net_and_min(2)
+    A, b = np.array([[1.0], [1.0]]), np.array([m - 0.5, m - 5.0])  # exact margins 0.5 and 5.0
+    chain = AffineReluChain.from_network(spec_network(net, A, b))
+    out = relu_bab(chain, RowSets(A, b, np.zeros(2, bool), (slice(0, 1), slice(1, 2))), lo, hi,
+                   check_counterexample=lambda x: None, check_time=lambda: None, options=BabOptions(milp_layers=0))
+    assert out.result == "holds" and out.rounds == 0, out
+    assert 0 < out.root_bound <= 0.5 + 1e-9, out.root_bound
+
+
+def test_global_bound_counts_sub_problems_with_every_relu_fixed():
+    """Every ReLU is stable on the box, the property does not hold, and no counterexample is accepted: the
+    root has nothing to split, the result is unknown, and the global bound stays a lower bound of the
+    exact minimum (it is not +inf from the empty queue)."""
+    net = Network((2,), [Node("fc", Affine(np.array([[1.0, 0.5], [-0.5, 1.0]]), np.array([5.0, 5.0])), (-1,)),
+                         Node("r", ReLU(), (0,)), Node("out", Affine(np.array([[1.0, -1.0]]), np.zeros(1)), (1,))])
+    lo, hi = np.zeros(2), np.ones(2)
+    exact = min(float(net.forward(np.array(c, float)[None])[0, 0]) for c in [(0, 0), (0, 1), (1, 0), (1, 1)])
+    A, b = np.ones((1, 1)), np.array([exact + 0.1])  # unsafe y <= exact + 0.1 is reachable
+    chain = AffineReluChain.from_network(spec_network(net, A, b))
+    out = relu_bab(chain, RowSets(A, b, np.zeros(1, bool), (slice(0, 1),)), lo, hi,
+                   check_counterexample=lambda x: None, check_time=lambda: None, options=BabOptions(milp_layers=0))
+    assert out.result == "unknown" and out.exhausted == 1, out
+    assert out.global_bound <= -0.1 + 1e-9, out.global_bound
+
+
 def test_finds_the_counterexample_without_sampling():
     """With sampling and gradient steps off, a counterexample comes from a sub-problem's minimiser x*."""
     found = 0
