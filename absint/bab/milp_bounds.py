@@ -170,20 +170,30 @@ class _Model:
         v = np.concatenate([c.data for c in coo])
         return sp.csr_array((v, (r, c)), shape=(n_rows, n_vars))
 
-    def minimum(self, c_out: np.ndarray, seconds: float, binaries: int | None = None) -> float:
+    def minimum(self, c_out: np.ndarray, seconds: float, binaries: int | None = None,
+                enough: float | None = None) -> float:
         """A lower bound of c_out · a_out (the outputs of the last hidden layer before ``top``) over the
         encoding with at most ``binaries`` binaries (``integral_for``; None: all): HiGHS's dual bound after
-        at most ``seconds``, moved outward by ``MARGIN``; -inf when the solver gives none."""
+        at most ``seconds``, moved outward by ``MARGIN``; -inf when the solver gives none. With ``enough``,
+        the solve may stop as soon as its bound reaches it (HiGHS's ``objective_bound`` cutoff: no
+        solution below the target exists), and then returns a bound >= ``enough``, not the minimum."""
         c = np.zeros(self.n_vars)
         c[self.out:self.out + self.live.size] = c_out[self.live]
+        scale = np.abs(c) @ np.maximum(np.abs(self.bounds.lb), np.abs(self.bounds.ub))
+        options = {"time_limit": max(seconds, 1e-3), "disp": False, **HIGHS_OPTIONS}
+        target = None
+        if enough is not None and np.isfinite(enough):
+            target = enough + 2.0 * MARGIN * (scale + abs(enough) + 1.0)  # >= enough after the margin
+            options["objective_bound"] = target
         res = milp(c, constraints=self.constraint, integrality=self.integral_for(c_out, binaries), bounds=self.bounds,
-                   options={"time_limit": max(seconds, 1e-3), "disp": False, **HIGHS_OPTIONS})
+                   options=options)
         value = getattr(res, "mip_dual_bound", None)
+        if target is not None and res.status == 2:  # cut off: no point of the encoding goes below the target
+            value = target
         if (value is None or not np.isfinite(value)) and res.status == 0:  # solved at its root (or an LP)
             value = res.fun
         if value is None or not np.isfinite(value):
             return -np.inf
-        scale = np.abs(c) @ np.maximum(np.abs(self.bounds.lb), np.abs(self.bounds.ub))
         return float(value - MARGIN * (scale + abs(value) + 1.0))
 
 
@@ -311,7 +321,9 @@ def _tighten_layer(chain, layers, lo, hi, top, unstable, pool, stop, binaries, c
             left = stop - time.perf_counter()
             if left <= 0 or given_up.is_set():
                 break
-            value = model.minimum(side * W[i], min(left, MAX_SOLVE_SECONDS), binaries)
+            first = solves == 0  # it may stop once it proves the neuron stable: value >= -side b
+            value = model.minimum(side * W[i], min(left, MAX_SOLVE_SECONDS), binaries,
+                                  enough=-side * bias[i] if first else None)
             solves += 1
             if side > 0:
                 lower[i] = max(lower[i], value + bias[i])
