@@ -33,7 +33,12 @@ prop_6_0.05 solves got ~0.9 s, too short for their branch and bound to beat the 
 was -1.63; now it is -0.58 and the property holds in 129 s (session 15). Each neuron is one task on the
 thread pool (no thread waits for another's solve), its first solve the side nearer to stable, its second
 skipped when the first proves it stable: on 256x4 prop_8_0.05 both layers were done in 158 s, where the
-two solves per neuron in pairs had not finished them in 203 s (session 16).
+two solves per neuron in pairs had not finished them in 203 s (session 16). A first solve only has to
+decide the neuron's sign when the neuron is stable, so HiGHS gets the threshold as a cutoff
+(``objective_bound``) and stops once no node can go below it; with its primal heuristics off it has no
+incumbent to close the gap with, and a stable neuron's solve otherwise ran until the tree was exhausted
+or its time limit (session 19). Under the cutoff the dual bound HiGHS reports leaves out the pruned
+nodes, so only min(bound, threshold) is kept.
 Unlike the rest of the search, these bounds are not rigorous in floating point: they rest on the margin
 covering the solver's tolerances (it is ten times them, relative to the terms' magnitude).
 """
