@@ -219,7 +219,9 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
     ``threads`` threads, within about ``seconds``: each layer gets an equal share of the time left (what an
     earlier layer leaves flows to the later ones), and its neurons are solved most important first
     (``_importance``), so a deadline drops the ones that move the outputs least; a neuron's second solve
-    is skipped when its first proves it stable (``_tighten_layer``). With ``iterations`` > 0,
+    is skipped when its first proves it stable (``_tighten_layer``). The time left after the last layer
+    goes back to the neurons the earlier ones dropped, in a second pass (earliest layer first, equal
+    shares again). With ``iterations`` > 0,
     the bounds of the layers after each refined one are optimised again under it (alpha-CROWN,
     ``optimise_intermediate``) before the next layer's encoding is built. Returns a new ``layers`` list,
     each bound the tighter of the given and the MILP's (after its margin), and whether the bounds prove
@@ -235,20 +237,41 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
     try:
         with warnings.catch_warnings(), _solver_prints_to_stderr():
             warnings.filterwarnings("ignore", "Unrecognized options detected", RuntimeWarning)
+            unfinished = {}
             for n, top in enumerate(tops):
-                now = time.perf_counter()
-                layer_stop = now + max(stop - now, 0.0) / (len(tops) - n)
                 unstable = _unstable(layers, top)
                 unstable = unstable[np.argsort(-_importance(chain, layers, top, unstable), kind="stable")]
-                _tighten_layer(chain, layers, lo, hi, top, unstable, pool, layer_stop, binaries, check_time)
-                if iterations > 0:
-                    layers, empty = optimise_intermediate(chain, layers, phases, lo[None], hi[None], iterations,
-                                                          check_time, after=np.array([top + 1]))
-                    if empty[0]:
-                        return layers, True
+                _, unfinished[top] = _tighten_layer(chain, layers, lo, hi, top, unstable, pool,
+                                                    _share(stop, len(tops) - n), binaries, check_time)
+                if iterations > 0 and _later_bounds_empty(chain, layers, phases, lo, hi, top, iterations, check_time):
+                    return layers, True
+            # second pass: the time the last layers leave goes back to the neurons the earlier ones dropped
+            again = [top for top in tops if unfinished[top].size]
+            for n, top in enumerate(again):
+                left = unfinished[top][np.isin(unfinished[top], _unstable(layers, top))]
+                solves, _ = _tighten_layer(chain, layers, lo, hi, top, left, pool, _share(stop, len(again) - n),
+                                           binaries, check_time)
+                if solves and iterations > 0 and _later_bounds_empty(chain, layers, phases, lo, hi, top, iterations,
+                                                                     check_time):
+                    return layers, True
     finally:  # on a deadline or Ctrl-C the queued solves are dropped; running ones end within their limit
         pool.shutdown(wait=True, cancel_futures=True)
     return layers, False
+
+
+def _share(stop: float, parts: int) -> float:
+    """The deadline of the next of ``parts`` equal shares of the time left before ``stop``."""
+    now = time.perf_counter()
+    return now + max(stop - now, 0.0) / max(parts, 1)
+
+
+def _later_bounds_empty(chain, layers, phases, lo, hi, top, iterations, check_time) -> bool:
+    """Optimise (alpha-CROWN, ``optimise_intermediate``) the bounds of the layers after Affine layer ``top``
+    under its tightened ones, in place in ``layers``; whether they prove the box empty."""
+    tight, empty = optimise_intermediate(chain, layers, phases, lo[None], hi[None], iterations, check_time,
+                                         after=np.array([top + 1]))
+    layers[:] = tight
+    return bool(empty[0])
 
 
 def _upper_slope(l: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -310,30 +333,32 @@ def _flush_c_stdio():
         pass
 
 
-def _tighten_layer(chain, layers, lo, hi, top, unstable, pool, stop, binaries, check_time) -> int:
+def _tighten_layer(chain, layers, lo, hi, top, unstable, pool, stop, binaries, check_time) -> tuple[int, np.ndarray]:
     """Tighten the bounds of the neurons ``unstable`` of Affine layer ``top`` in ``layers`` (in place): one
     task per neuron on ``pool``, started in that order, each solve with at most ``binaries`` binaries and
     at most ``MAX_SOLVE_SECONDS``, none started after ``stop``. A neuron's first solve is the side nearer
     to making it stable (its upper bound when u < -l: dead; else its lower bound: active); when that solve
     proves it stable, the other side is skipped (a dead neuron's lower bound and an active one's upper
-    bound do not enter its relaxation). Returns the number of solves made."""
+    bound do not enter its relaxation). Returns the number of solves made and the neurons left
+    unfinished (a side not solved, or a solve that ran into ``stop``), in the given order."""
     if check_time is not None:
         check_time()
     if not unstable.size:
-        return 0
+        return 0, unstable
     model = _Model(chain, layers, lo, hi, top)
     W = sp.csr_array(chain.layers[top].weight)[unstable].toarray()
     bias = np.asarray(chain.layers[top].bias, np.float64)[unstable]
     l, u = layers[top][0][0], layers[top][1][0]
     lower, upper = l[unstable].copy(), u[unstable].copy()
     given_up = threading.Event()  # set on a deadline or Ctrl-C: running tasks start no further solve
+    finished = np.zeros(unstable.size, bool)
 
     def solve(i: int) -> int:
         solves = 0
         for side in ((-1.0, 1.0) if upper[i] < -lower[i] else (1.0, -1.0)):
             left = stop - time.perf_counter()
             if left <= 0 or given_up.is_set():
-                break
+                return solves
             first = solves == 0  # it may stop once it proves the neuron stable: value >= -side b
             value = model.minimum(side * W[i], min(left, MAX_SOLVE_SECONDS), binaries,
                                   enough=-side * bias[i] if first else None)
@@ -342,8 +367,11 @@ def _tighten_layer(chain, layers, lo, hi, top, unstable, pool, stop, binaries, c
                 lower[i] = max(lower[i], value + bias[i])
             else:
                 upper[i] = min(upper[i], -value + bias[i])
+            if time.perf_counter() >= stop:  # its time limit may have cut it short
+                return solves
             if lower[i] >= 0 or upper[i] <= 0:
                 break
+        finished[i] = True
         return solves
 
     tasks = [pool.submit(solve, i) for i in range(unstable.size)]
@@ -359,7 +387,7 @@ def _tighten_layer(chain, layers, lo, hi, top, unstable, pool, stop, binaries, c
         raise
     l[unstable] = np.maximum(l[unstable], lower)
     u[unstable] = np.minimum(u[unstable], upper)
-    return done
+    return done, unstable[~finished]
 
 
 __all__ = ["milp_intermediate", "MARGIN", "MILP_BINARIES"]

@@ -179,6 +179,67 @@ def test_a_deadline_drops_the_least_important_neurons_first(monkeypatch):
         assert tight[2][side][0][:2].tolist() == layers[2][side][0][:2].tolist()
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_the_time_the_last_layer_leaves_goes_back_to_the_neurons_the_first_dropped(monkeypatch, seed):
+    """Second-layer solves cost one unit of a fake clock, third-layer ones none: the second layer's share
+    (half the time) drops some of its neurons, the third layer is done at once, and the time it leaves goes
+    to the dropped neurons in a second pass, in their order, never to a neuron whose solves were finished;
+    every bound still contains the neuron's exact range."""
+    from absint.bab import milp_bounds
+
+    rng = np.random.default_rng(seed)
+    chain = AffineReluChain.from_network(random_chain(rng, (3, 6, 8, 6, 1)))
+    lo = rng.normal(size=3) - 2.0
+    hi = lo + 4.0
+    layers = _root_layers(chain, lo, hi)
+    second, third = _hidden_affines(chain)[1:3]
+    unstable = np.flatnonzero((layers[second][0][0] < 0) & (layers[second][1][0] > 0))
+    assert unstable.size >= 4  # the test needs neurons to drop
+    W = {second: np.asarray(chain.layers[second].weight), third: np.asarray(chain.layers[third].weight)}
+    real = milp_bounds._Model.minimum
+    now = [0.0]
+    solves = []  # (layer, neuron, clock after the solve)
+
+    def costly(self, c_out, seconds, binaries=None, enough=None):
+        top = second if len(self.first_binary) == 1 else third  # the hidden layers it encodes
+        value = real(self, c_out, seconds, binaries, enough)
+        i = next(i for i in range(W[top].shape[0]) if np.allclose(np.abs(c_out), np.abs(W[top][i])))
+        now[0] += 1.0 if top == second else 0.0
+        solves.append((top, i, now[0]))
+        return value
+
+    monkeypatch.setattr(milp_bounds._Model, "minimum", costly)
+    monkeypatch.setattr(milp_bounds.time, "perf_counter", lambda: now[0])
+    seconds = float(unstable.size)  # half of it cannot finish the second layer (at least one solve per neuron)
+    tight, empty = milp_intermediate(chain, layers, lo, hi, n_layers=2, seconds=seconds, threads=1)
+    monkeypatch.undo()
+    assert not empty
+    layer_of = [top for top, _, _ in solves]
+    assert third in layer_of  # the third layer had its turn between the passes
+    first_pass = [(i, t) for top, i, t in solves[:layer_of.index(third)]]
+    second_pass = [i for top, i, t in solves[layer_of.index(third):] if top == second]
+    assert second_pass, "no second pass"
+    assert sum(1 for top in layer_of if top == second) > seconds / 2
+    # a neuron solved in both passes is the one the first pass's deadline cut (its last)
+    assert set(second_pass) & {i for i, _ in first_pass} <= {first_pass[-1][0]}
+    order = [i for i in unstable[np.argsort(-milp_bounds._importance(chain, layers, second, unstable), kind="stable")]
+             if i in second_pass]
+    assert list(dict.fromkeys(second_pass)) == order
+    for top in (second, third):
+        assert np.all(tight[top][0] >= layers[top][0]) and np.all(tight[top][1] <= layers[top][1])
+    tl, tu = tight[second][0][0], tight[second][1][0]
+    for i in unstable:  # the exact range (phase enumeration) of each neuron the passes shared
+        e = np.eye(tl.size)[i]
+        low = exact_minimum(list(chain.layers[:second + 1]), lo, hi, e)[0]
+        high = -exact_minimum(list(chain.layers[:second + 1]), lo, hi, -e)[0]
+        assert tl[i] <= low + 1e-12 and tu[i] >= high - 1e-12, i
+    x = np.vstack([lo + rng.random((2000, 3)) * (hi - lo), np.where(rng.random((200, 3)) < 0.5, lo, hi)])
+    for k, layer in enumerate(chain.layers[:third + 1]):  # sampled points of the third layer stay inside
+        x = x @ np.asarray(layer.weight).T + layer.bias if isinstance(layer, Affine) else np.maximum(x, 0.0)
+        if k == third:
+            assert np.all(x >= tight[k][0][0] - 1e-9) and np.all(x <= tight[k][1][0] + 1e-9)
+
+
 def test_a_solve_that_proves_a_neuron_stable_skips_its_other_side(monkeypatch):
     """z = relu(x1) + relu(-x1) - 0.5 relu(x1 + 2) + 1.1 = |x1| - x1/2 + 0.1 >= 0.1 on [-1, 1]^2, but DeepPoly
     leaves it unstable with its lower bound nearer 0 than its upper: the lower-bound solve comes first, proves
