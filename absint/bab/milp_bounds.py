@@ -226,11 +226,11 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
     as ``deeppoly_boxes`` returns them for one sub-problem, (1, n) arrays) from MILP encodings over the
     earlier layers with at most ``binaries`` binaries each (None: the exact encoding), layer by layer, on
     ``threads`` threads, within about ``seconds``: each layer gets a share of the time left (the first
-    ``FIRST_LAYER_WEIGHT`` parts, each later one 1; what an earlier layer leaves flows to the later ones), and its neurons are solved most important first
-    (``_importance``), so a deadline drops the ones that move the outputs least; a neuron's second solve
-    is skipped when its first proves it stable (``_tighten_layer``). The time left after the last layer
-    goes back to the neurons the earlier ones dropped, in a second pass (earliest layer first, equal
-    shares). With ``iterations`` > 0,
+    ``FIRST_LAYER_WEIGHT`` parts, each later one 1; what an earlier layer leaves flows to the later ones),
+    and its neurons are solved most important first (``_importance``), so a deadline drops the ones that
+    move the outputs least; a neuron's second solve is skipped when its first proves it stable
+    (``_tighten_layer``). The time left after the last layer goes back to the neurons the earlier ones
+    dropped, in a second pass (earliest layer first, equal shares). With ``iterations`` > 0,
     the bounds of the layers after each refined one are optimised again under it (alpha-CROWN,
     ``optimise_intermediate``) before the next layer's encoding is built. Returns a new ``layers`` list,
     each bound the tighter of the given and the MILP's (after its margin), and whether the bounds prove
