@@ -250,16 +250,17 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
             for n, top in enumerate(tops):
                 unstable = _unstable(layers, top)
                 unstable = unstable[np.argsort(-_importance(chain, layers, top, unstable), kind="stable")]
-                weights = [FIRST_LAYER_WEIGHT if m == 0 else 1.0 for m in range(n, len(tops))]
-                _, unfinished[top] = _tighten_layer(chain, layers, lo, hi, top, unstable, pool,
-                                                    _share(stop, sum(weights) / weights[0]), binaries, check_time)
+                share = (FIRST_LAYER_WEIGHT / (FIRST_LAYER_WEIGHT + len(tops) - 1) if n == 0
+                         else 1.0 / (len(tops) - n))
+                _, unfinished[top] = _tighten_layer(chain, layers, lo, hi, top, unstable, pool, _share(stop, share),
+                                                    binaries, check_time)
                 if iterations > 0 and _later_bounds_empty(chain, layers, phases, lo, hi, top, iterations, check_time):
                     return layers, True
             # second pass: the time the last layers leave goes back to the neurons the earlier ones dropped
             again = [top for top in tops if unfinished[top].size]
             for n, top in enumerate(again):
                 left = unfinished[top][np.isin(unfinished[top], _unstable(layers, top))]
-                solves, _ = _tighten_layer(chain, layers, lo, hi, top, left, pool, _share(stop, len(again) - n),
+                solves, _ = _tighten_layer(chain, layers, lo, hi, top, left, pool, _share(stop, 1.0 / (len(again) - n)),
                                            binaries, check_time)
                 if solves and iterations > 0 and _later_bounds_empty(chain, layers, phases, lo, hi, top, iterations,
                                                                      check_time):
@@ -269,10 +270,10 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
     return layers, False
 
 
-def _share(stop: float, parts: float) -> float:
-    """The deadline of a 1 / ``parts`` share of the time left before ``stop``."""
+def _share(stop: float, fraction: float) -> float:
+    """The deadline after ``fraction`` of the time left before ``stop``."""
     now = time.perf_counter()
-    return now + max(stop - now, 0.0) / max(parts, 1)
+    return now + max(stop - now, 0.0) * min(fraction, 1.0)
 
 
 def _later_bounds_empty(chain, layers, phases, lo, hi, top, iterations, check_time) -> bool:

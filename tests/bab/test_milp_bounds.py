@@ -182,7 +182,7 @@ def test_a_deadline_drops_the_least_important_neurons_first(monkeypatch):
 @pytest.mark.parametrize("seed", range(3))
 def test_the_time_the_last_layer_leaves_goes_back_to_the_neurons_the_first_dropped(monkeypatch, seed):
     """Second-layer solves cost one unit of a fake clock, third-layer ones none: the second layer's share
-    (half the time) drops some of its neurons, the third layer is done at once, and the time it leaves goes
+    (three quarters of the time) drops some of its neurons, the third layer is done at once, and the time it leaves goes
     to the dropped neurons in a second pass, in their order, never to a neuron whose solves were finished;
     every bound still contains the neuron's exact range."""
     from absint.bab import milp_bounds
@@ -210,7 +210,7 @@ def test_the_time_the_last_layer_leaves_goes_back_to_the_neurons_the_first_dropp
 
     monkeypatch.setattr(milp_bounds._Model, "minimum", costly)
     monkeypatch.setattr(milp_bounds.time, "perf_counter", lambda: now[0])
-    seconds = float(unstable.size)  # half of it cannot finish the second layer (at least one solve per neuron)
+    seconds = float(unstable.size)  # 3/4 of it cannot finish the second layer (at least one solve per neuron)
     tight, empty = milp_intermediate(chain, layers, lo, hi, n_layers=2, seconds=seconds, threads=1)
     monkeypatch.undo()
     assert not empty
