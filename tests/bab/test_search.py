@@ -111,6 +111,63 @@ def test_lp_polish_in_every_round_agrees_with_enumeration(monkeypatch, seed, sid
         assert out.rounds <= 1 or out.time_lp > 0  # round 1 had open children: their LPs ran
 
 
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("side", ["holds", "violated"])
+def test_milps_of_the_worst_sub_problems_in_every_round_agree_with_enumeration(monkeypatch, seed, side):
+    """With the exact MILP of the worst queued sub-problems in every round (``STALL_ROUNDS`` 0: always
+    stalled) and no Adam steps, LPs or proofs of emptiness, the search proves what holds, through the MILPs,
+    and finds every violation at the solver's point, checked by the concrete re-check."""
+    from absint.bab import search as search_module
+
+    monkeypatch.setattr(search_module, "STALL_ROUNDS", 0)
+    out = search_against_enumeration(seed, side, BabOptions(lr_alpha=0.0, lr_beta=0.0, iterations=1, milp_polish=2,
+                                                            empty_iterations=0, lp_polish=0))
+    if side == "violated":
+        assert isinstance(out.result, tuple), out
+    elif out.rounds > 0 or out.subproblems > 1:  # the root's rows alone did not prove it
+        assert out.subproblem_milps > 0 and out.milp_closed > 0, out
+
+
+def test_milps_of_the_worst_sub_problems_close_them_or_raise_their_bounds(monkeypatch):
+    """``_milp_worst`` on a queue of five sub-problems with two disjuncts each: the MILPs of the two worst
+    close a disjunct of each; the one left with none leaves the queue, the other keeps the new bound of its
+    worst disjunct's row as its key; the heap order holds and the freed bytes are the closed one's."""
+    import heapq
+
+    from absint.bab import search as search_module
+    from absint.bab.search import _milp_worst, _Sub
+
+    rng = np.random.default_rng(0)
+    chain = AffineReluChain.from_network(random_chain(rng, (2, 3, 2)))
+    rows = RowSets(np.eye(2), np.zeros(2), np.zeros(2, bool), (slice(0, 1), slice(1, 2)))
+    bounds = {0: (np.full(3, -1.0, np.float32), np.ones(3, np.float32)),
+              2: (np.full(2, -1.0, np.float32), np.ones(2, np.float32))}
+    queue = []
+    for c, (first, second) in enumerate([(-0.5, 1.0), (-0.4, -0.3), (-0.2, -0.1), (-0.1, -0.05), (-0.05, -0.01)]):
+        s = _Sub(bounds, {1: np.zeros(3, np.int8)}, np.array([first < 0, second < 0]), np.zeros(0, np.intp), {}, {},
+                 (1, 0), 3, np.array([first, second]))
+        queue.append((min(v for v in (first, second) if v < 0), c, s))
+    heapq.heapify(queue)
+    subs = [item[2] for item in sorted(queue)]
+    asked, cutoffs = [], []
+
+    def fake_minima(chain_, problems, lo, hi, seconds, threads, check_time, enough):
+        asked.extend(row for _, _, row in problems)
+        cutoffs.extend(enough)
+        return [(np.inf, None), (0.2, np.zeros(2))]  # the first is empty, the second's row passes 0
+
+    monkeypatch.setattr(search_module, "output_minima", fake_minima)
+    found, freed = _milp_worst(chain, rows, queue, np.zeros(2), np.ones(2), BabOptions(milp_polish=2), lambda: None,
+                               lambda x: None, out := BabOutcome())
+    assert found is None and asked == [0, 0]  # the worst open disjunct of each: row 0
+    assert cutoffs == [0.0, -np.inf]  # a cutoff only where one disjunct is open
+    assert out.subproblem_milps == 2 and out.milp_closed == 1 and freed == subs[0].nbytes
+    assert [id(item[2]) for item in queue].count(id(subs[0])) == 0
+    keys = {id(item[2]): item[0] for item in queue}
+    assert keys[id(subs[1])] == -0.3 and list(subs[1].open) == [False, True] and subs[1].row_bounds[0] == 0.2
+    assert sorted(queue)[0][0] == heapq.heappop(queue)[0] == -0.3
+
+
 def test_stuck_children_are_retried_from_the_cold_start(monkeypatch):
     """With ``cold_retry``, children that no Adam step raised and that do not pass their parent's bound are
     optimised again from DeepPoly's slopes (``optimise_pairs`` without a warm start); without, never. The
@@ -304,6 +361,7 @@ def test_options_for_network_on_convolutions_use_more_candidates_and_fewer_extra
     assert not BabOptions.for_network(conv).cold_retry and BabOptions.for_network(dense).cold_retry
     assert BabOptions.for_network(conv).empty_iterations == 0 and BabOptions.for_network(dense).empty_iterations > 0
     assert BabOptions.for_network(conv).lp_polish == 0 and BabOptions.for_network(dense).lp_polish > 0
+    assert BabOptions.for_network(conv).milp_polish == 0 and BabOptions.for_network(dense).milp_polish > 0
     assert BabOptions.for_network(conv, branching_candidates=2, batch=7, refine_intermediate=True, cold_retry=True,
                                   empty_iterations=BabOptions().empty_iterations,
                                   lp_polish=BabOptions().lp_polish) == \
