@@ -289,7 +289,7 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
 
 def output_minima(chain: AffineReluChain, problems: list, lo: np.ndarray, hi: np.ndarray, seconds: float,
                   threads: int = 2, check_time: Callable[[], None] | None = None,
-                  enough: float | np.ndarray = -np.inf) -> list[tuple[float, np.ndarray | None]]:
+                  enough: float | np.ndarray = -np.inf, stop: float = np.inf) -> list[tuple[float, np.ndarray | None]]:
     """For each (layers, phases, row) of ``problems`` (a sub-problem's bounds of every chain layer, (1, n)
     arrays with its ReLU splits applied, as ``deeppoly_boxes`` returns them; its splits, per ReLU chain index
     (n,) in {-1, 0, 1}; an output of the chain), a lower bound
@@ -298,7 +298,8 @@ def output_minima(chain: AffineReluChain, problems: list, lo: np.ndarray, hi: np
     ``enough`` (one per problem, or one for all) HiGHS gets it as a cutoff: it stops once no point goes
     below it, and the bound is then >= ``enough`` (and +inf no more tells an empty sub-problem). With the input of
     the best point HiGHS found (None if none; a counterexample candidate). The solves run on ``threads``
-    threads; ``check_time`` is called while they do (on a deadline the running ones end within ``seconds``).
+    threads, none after ``stop`` (``time.perf_counter``; a problem not solved by then gets -inf);
+    ``check_time`` is called while they do (on a deadline the running ones end within ``seconds``).
     The LP relaxation cannot tell some sub-problems empty that the encoding can: on mnistfc 256x4
     prop_8_0.05 the worst sub-problems after 100 s of search had LP bounds of -0.10 and infeasible
     encodings, which HiGHS proved in 1-3 s with 123-127 binaries (perf/README.md, session 21)."""
@@ -309,7 +310,9 @@ def output_minima(chain: AffineReluChain, problems: list, lo: np.ndarray, hi: np
     given_up = threading.Event()
 
     def solve(i: int) -> None:
-        if given_up.is_set():
+        left = min(seconds, stop - time.perf_counter())
+        if given_up.is_set() or left <= 0:
+            results[i] = (-np.inf, None)
             return
         layers, phases, row = problems[i]
         c = np.zeros(chain.layers[-1].weight.shape[0])
@@ -319,7 +322,7 @@ def output_minima(chain: AffineReluChain, problems: list, lo: np.ndarray, hi: np
             const += float(c @ np.asarray(layer.bias, np.float64))
             c = np.asarray(sp.csr_array(layer.weight).T @ c)
         model = _Model(chain, layers, lo, hi, top, phases)
-        value, x = model.solve(c, seconds, None, enough[i] - const, infeasible=np.inf)
+        value, x = model.solve(c, left, None, enough[i] - const, infeasible=np.inf)
         results[i] = (value + const if np.isfinite(value) else value, x)
 
     pool = ThreadPoolExecutor(max(1, min(threads, len(problems))))

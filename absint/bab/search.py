@@ -43,8 +43,9 @@ CONV_CANDIDATES = 8
 #: hidden layers (after the first) whose root bounds come from (partial) MILPs on networks without convolutions
 FC_MILP_LAYERS = 2
 #: queued sub-problems whose worst disjunct gets an exact MILP in each stalled round on networks without
-#: convolutions (``BabOptions.milp_polish``), and each solve's time limit
-FC_MILP_POLISH, MILP_POLISH_SECONDS = 4, 5.0
+#: convolutions (``BabOptions.milp_polish``), each solve's time limit, and the share of the search's time
+#: (since its start or restart) those MILPs may take
+FC_MILP_POLISH, MILP_POLISH_SECONDS, MILP_POLISH_SHARE = 16, 5.0, 0.5
 #: rounds, and the rise of the global bound over them, below which the search counts as stalled
 STALL_ROUNDS, STALL_GAIN = 3, 1e-3
 #: arrays per (sub-problem, row) pair while it is bounded (relaxation, optimiser state, gradients), each as
@@ -303,6 +304,7 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
     milp_at = (time.perf_counter() + options.milp_after
                if root_prior is None and options.milp_layers > 0 and len(relus) > 1 else None)
     R = rows.A.shape[0]
+    started, milp_before = time.perf_counter(), out.time_subproblem_milp
     lo0 = np.asarray(lo0, np.float64).ravel()
     hi0 = np.asarray(hi0, np.float64).ravel()
 
@@ -396,8 +398,10 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
         out.queue_size = len(queue)
         out.global_bound = min(queue[0][0] if queue else float("inf"), exhausted_low)
         history.append(out.global_bound)
-        if options.milp_polish > 0 and queue and _stalled(history):
-            found, freed = _milp_worst(chain, rows, queue, lo0, hi0, options, check_time, check_counterexample, out)
+        milp_left = MILP_POLISH_SHARE * (time.perf_counter() - started) - (out.time_subproblem_milp - milp_before)
+        if options.milp_polish > 0 and queue and _stalled(history) and milp_left > 0:
+            found, freed = _milp_worst(chain, rows, queue, lo0, hi0, options, check_time, check_counterexample, out,
+                                       time.perf_counter() + max(milp_left, options.milp_polish_seconds))
             if found is not None:
                 out.result = found
                 return out
@@ -450,10 +454,10 @@ def _milp_root(chain, lo0, hi0, root_layers, options: BabOptions, check_time, ou
 
 
 def _milp_worst(chain, rows: RowSets, queue: list, lo0, hi0, options: BabOptions, check_time, check_counterexample,
-                out: BabOutcome) -> tuple[tuple | None, int]:
+                out: BabOutcome, stop: float = np.inf) -> tuple[tuple | None, int]:
     """The ``options.milp_polish`` queued sub-problems with the worst bounds: the best row of each one's worst
     open disjunct gets the exact MILP of the sub-problem (``output_minima``, ``options.milp_polish_seconds``
-    each, on the cores in parallel); its bound raises the row's (children keep it), a disjunct it proves
+    each, on the cores in parallel, none started after ``stop``); its bound raises the row's (children keep it), a disjunct it proves
     unreachable closes, and all close when the encoding has no point; a sub-problem left with no open
     disjunct leaves the queue (all in place, the heap kept). With one disjunct open, the solve stops once it
     proves the row positive (cutoff 0: emptiness is no better then). Returns
@@ -475,10 +479,10 @@ def _milp_worst(chain, rows: RowSets, queue: list, lo0, hi0, options: BabOptions
     t = time.perf_counter()
     try:
         solved = output_minima(chain, problems, lo0, hi0, options.milp_polish_seconds, numba.get_num_threads(),
-                               check_time, np.array(enough))
+                               check_time, np.array(enough), stop)
     finally:
         out.time_subproblem_milp += time.perf_counter() - t
-    out.subproblem_milps += len(problems)
+    out.subproblem_milps += sum(value > -np.inf for value, _ in solved)
     for (_, _, s), (_, _, r), (value, x) in zip(worst, problems, solved):
         if x is not None and value < 0:
             found = check_counterexample(np.clip(x, lo0, hi0))

@@ -151,7 +151,7 @@ def test_milps_of_the_worst_sub_problems_close_them_or_raise_their_bounds(monkey
     subs = [item[2] for item in sorted(queue)]
     asked, cutoffs = [], []
 
-    def fake_minima(chain_, problems, lo, hi, seconds, threads, check_time, enough):
+    def fake_minima(chain_, problems, lo, hi, seconds, threads, check_time, enough, stop):
         asked.extend(row for _, _, row in problems)
         cutoffs.extend(enough)
         return [(np.inf, None), (0.2, np.zeros(2))]  # the first is empty, the second's row passes 0
