@@ -44,8 +44,11 @@ share had ended after 101 s and the third layer took 13 s; with the second pass 
 of their 202, and the root bound went from -0.44 to -0.36; giving the second layer three quarters of
 the time instead of half took it to -0.245 (session 20). HiGHS's presolve is off: it took 0.27 s of
 every solve and removed 12 of 216 rows (the second layer of prop_8_0.05: 159 s instead of 201 s).
+``output_minima`` solves the same encoding, every unstable ReLU a binary and the splits as constraints,
+for one output over a sub-problem of the search, which closes the sub-problem when it has no point.
 Unlike the rest of the search, these bounds are not rigorous in floating point: they rest on the margin
-covering the solver's tolerances (it is ten times them, relative to the terms' magnitude).
+covering the solver's tolerances (it is ten times them, relative to the terms' magnitude), and an
+encoding HiGHS calls infeasible on its tolerances (1e-7 primal feasibility) having no point.
 """
 
 from __future__ import annotations
@@ -291,18 +294,18 @@ def output_minima(chain: AffineReluChain, problems: list, lo: np.ndarray, hi: np
                   threads: int = 2, check_time: Callable[[], None] | None = None,
                   enough: float | np.ndarray = -np.inf, stop: float = np.inf) -> list[tuple[float, np.ndarray | None]]:
     """For each (layers, phases, row) of ``problems`` (a sub-problem's bounds of every chain layer, (1, n)
-    arrays with its ReLU splits applied, as ``deeppoly_boxes`` returns them; its splits, per ReLU chain index
-    (n,) in {-1, 0, 1}; an output of the chain), a lower bound
-    of that output over the sub-problem's exact encoding (a binary per unstable ReLU) and the box [lo, hi],
-    solved by HiGHS within ``seconds``: +inf when no input meets the sub-problem's bounds. With a finite
-    ``enough`` (one per problem, or one for all) HiGHS gets it as a cutoff: it stops once no point goes
-    below it, and the bound is then >= ``enough`` (and +inf no more tells an empty sub-problem). With the input of
-    the best point HiGHS found (None if none; a counterexample candidate). The solves run on ``threads``
-    threads, none after ``stop`` (``time.perf_counter``; a problem not solved by then gets -inf);
-    ``check_time`` is called while they do (on a deadline the running ones end within ``seconds``).
-    The LP relaxation cannot tell some sub-problems empty that the encoding can: on mnistfc 256x4
-    prop_8_0.05 the worst sub-problems after 100 s of search had LP bounds of -0.10 and infeasible
-    encodings, which HiGHS proved in 1-3 s with 123-127 binaries (perf/README.md, session 21)."""
+    arrays with its ReLU splits applied, as ``deeppoly_boxes`` returns them; its splits, per ReLU chain
+    index (n,) in {-1, 0, 1}; an output of the chain), a lower bound of that output over the sub-problem's
+    exact encoding (a binary per unstable ReLU) and the box [lo, hi], solved by HiGHS within ``seconds``:
+    +inf when no input meets the sub-problem's bounds and splits. With a finite ``enough`` (one per problem,
+    or one for all) HiGHS gets it as a cutoff: it stops once no point goes below it, and the bound is then
+    >= ``enough`` (and +inf no longer tells an empty sub-problem). With the input of the best point HiGHS
+    found (None if none; a counterexample candidate). The solves run on ``threads`` threads, none after
+    ``stop`` (``time.perf_counter``; a problem not solved by then gets -inf); ``check_time`` is called while
+    they do (on a deadline the running ones end within ``seconds``). The LP relaxation cannot tell some
+    sub-problems empty that the encoding can: on mnistfc 256x4 prop_8_0.05 the worst sub-problems after
+    100 s of search had LP bounds of -0.103 and encodings with no point, which HiGHS showed in 0.2 s each
+    with 123-127 binaries (perf/README.md, session 21)."""
     lo, hi = np.asarray(lo, np.float64).ravel(), np.asarray(hi, np.float64).ravel()
     top = max(k for k, layer in enumerate(chain.layers) if isinstance(layer, ReLU)) + 1
     results: list = [None] * len(problems)
