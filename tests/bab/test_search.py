@@ -128,6 +128,27 @@ def test_milps_of_the_worst_sub_problems_in_every_round_agree_with_enumeration(m
         assert out.subproblem_milps > 0 and out.milp_closed > 0, out
 
 
+def test_sub_problem_milps_take_no_more_than_their_share_of_the_search(monkeypatch):
+    """With ``MILP_POLISH_SHARE`` 0 a search that stalls in every round makes no sub-problem MILP (the step
+    is owed no time), and with half of the search it makes some on the same problems (those the root's
+    rows leave open)."""
+    from absint.bab import search as search_module
+
+    monkeypatch.setattr(search_module, "STALL_ROUNDS", 0)
+    options = BabOptions(milp_polish=2)
+    searched = 0
+    for seed in range(8):
+        monkeypatch.setattr(search_module, "MILP_POLISH_SHARE", 0.0)
+        out = search_against_enumeration(seed, "holds", options)
+        assert out.subproblem_milps == 0
+        if out.subproblems == 1:  # the root's rows proved it: nothing was queued
+            continue
+        monkeypatch.setattr(search_module, "MILP_POLISH_SHARE", 0.5)
+        assert search_against_enumeration(seed, "holds", options).subproblem_milps > 0
+        searched += 1
+    assert searched > 0
+
+
 def test_milps_of_the_worst_sub_problems_close_them_or_raise_their_bounds(monkeypatch):
     """``_milp_worst`` on a queue of five sub-problems with two disjuncts each: the MILPs of the two worst
     close a disjunct of each; the one left with none leaves the queue, the other keeps the new bound of its
