@@ -119,7 +119,8 @@ class _Model:
             live = np.flatnonzero(u > 0)  # inactive neurons output 0 and need no variables
             unstable = live[l[live] < 0]
             n, m = live.size, unstable.size
-            W = sp.csr_array(layer.weight)[live][:, prev_live]  # the previous layer's inactive outputs are 0
+            weight = sp.csr_array(layer.weight)
+            W = weight[live][:, prev_live]  # the previous layer's inactive outputs are 0
             bias = np.asarray(layer.bias, np.float64)[live]
             z, a, d = n_vars, n_vars + n, n_vars + 2 * n  # pre-activations, outputs, binaries
             n_vars = d + m
@@ -156,7 +157,7 @@ class _Model:
             self._weight.append(np.abs(W.toarray()))
             off = np.flatnonzero((phases[k + 1] < 0) & (u <= 0)) if phases is not None and k + 1 in phases else []
             if len(off):  # W a_prev + b <= 0 (W's rows over the previous layer's live outputs)
-                blocks.append(self._rows(n_vars, [(prev, sp.csr_array(layer.weight)[off][:, prev_live])]))
+                blocks.append(self._rows(n_vars, [(prev, weight[off][:, prev_live])]))
                 rows_lo.append(np.full(len(off), -np.inf))
                 rows_hi.append(-np.asarray(layer.bias, np.float64)[off])
             prev, prev_live = a, live
@@ -310,6 +311,11 @@ def output_minima(chain: AffineReluChain, problems: list, lo: np.ndarray, hi: np
     top = max(k for k, layer in enumerate(chain.layers) if isinstance(layer, ReLU)) + 1
     results: list = [None] * len(problems)
     enough = np.broadcast_to(np.asarray(enough, np.float64), (len(problems),))
+    # the outputs as affine functions c_r · a + d_r of the last ReLU's outputs (the later Affine layers composed)
+    coef, const = np.eye(chain.layers[-1].weight.shape[0]), np.zeros(chain.layers[-1].weight.shape[0])
+    for layer in chain.layers[:top - 1:-1]:  # the Affine layers after the last ReLU, last first
+        const = const + coef @ np.asarray(layer.bias, np.float64)
+        coef = np.asarray((sp.csr_array(layer.weight).T @ coef.T).T)
     given_up = threading.Event()
 
     def solve(i: int) -> None:
@@ -318,15 +324,9 @@ def output_minima(chain: AffineReluChain, problems: list, lo: np.ndarray, hi: np
             results[i] = (-np.inf, None)
             return
         layers, phases, row = problems[i]
-        c = np.zeros(chain.layers[-1].weight.shape[0])
-        c[row] = 1.0
-        const = 0.0
-        for layer in chain.layers[:top - 1:-1]:  # the Affine layers after the last ReLU, last first
-            const += float(c @ np.asarray(layer.bias, np.float64))
-            c = np.asarray(sp.csr_array(layer.weight).T @ c)
         model = _Model(chain, layers, lo, hi, top, phases)
-        value, x = model.solve(c, left, None, enough[i] - const, infeasible=np.inf)
-        results[i] = (value + const if np.isfinite(value) else value, x)
+        value, x = model.solve(coef[row], left, None, enough[i] - const[row], infeasible=np.inf)
+        results[i] = (value + const[row] if np.isfinite(value) else value, x)
 
     pool = ThreadPoolExecutor(max(1, min(threads, len(problems))))
     try:

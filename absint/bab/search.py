@@ -492,22 +492,20 @@ def _milp_worst(chain, rows: RowSets, queue: list, lo0, hi0, options: BabOptions
     finally:
         out.time_subproblem_milp += time.perf_counter() - t
     out.subproblem_milps += sum(value > -np.inf for value, _ in solved)
-    for (_, _, s), (_, _, r), (value, x) in zip(worst, problems, solved):
+    kept, freed = [], 0
+    for (_, c, s), (_, _, r), (value, x) in zip(worst, problems, solved):
         if x is not None and value < 0:
             found = check_counterexample(np.clip(x, lo0, hi0))
             if found is not None:
                 return found, 0
-        if value == np.inf:  # no input meets the sub-problem's splits
-            s.open[:] = False
-            continue
-        s.row_bounds[r] = max(s.row_bounds[r], value)
-        empty, _, _ = _disjunct_scores(s.row_bounds[None], rows)
-        s.open &= ~empty[0]
-    closed = {id(s) for _, _, s in worst if not s.open.any()}
-    out.milp_closed += len(closed)
-    freed = sum(s.nbytes for _, _, s in worst if id(s) in closed)
-    kept = [(float(np.min(np.where(s.open, _disjunct_scores(s.row_bounds[None], rows)[1][0], np.inf))), c, s)
-            for _, c, s in worst if id(s) not in closed]
+        s.row_bounds[r] = max(s.row_bounds[r], value)  # +inf: no input meets the sub-problem's splits
+        empty, score, _ = _disjunct_scores(s.row_bounds[None], rows)
+        s.open &= ~empty[0] & (value < np.inf)
+        if s.open.any():
+            kept.append((float(np.min(np.where(s.open, score[0], np.inf))), c, s))
+        else:
+            out.milp_closed += 1
+            freed += s.nbytes
     picked = {id(s) for _, _, s in worst}
     queue[:] = [item for item in queue if id(item[2]) not in picked] + kept
     heapq.heapify(queue)
