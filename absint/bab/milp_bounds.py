@@ -242,7 +242,8 @@ class _Model:
 
 def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: np.ndarray, n_layers: int,
                       seconds: float, threads: int = 2, check_time: Callable[[], None] | None = None,
-                      binaries: int | None = MILP_BINARIES, iterations: int = 0) -> tuple[list, bool]:
+                      binaries: int | None = MILP_BINARIES, iterations: int = 0, later: bool = False,
+                      proved: Callable[[list], bool] | None = None) -> tuple[list, bool]:
     """Bounds of the unstable inputs of the ReLU layers 2 .. n_layers + 1 of one box [lo, hi] (flat; ``layers``
     as ``deeppoly_boxes`` returns them for one sub-problem, (1, n) arrays) from MILP encodings over the
     earlier layers with at most ``binaries`` binaries each (None: the exact encoding), layer by layer, on
@@ -251,44 +252,61 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
     and its neurons are solved most important first (``_importance``), so a deadline drops the ones that
     move the outputs least; a neuron's second solve is skipped when its first proves it stable
     (``_tighten_layer``). The time left after the last layer goes back to the neurons the earlier ones
-    dropped, in a second pass (earliest layer first, equal shares). With ``iterations`` > 0,
-    the bounds of the layers after each refined one are optimised again under it (alpha-CROWN,
-    ``optimise_intermediate``) before the next layer's encoding is built. Returns a new ``layers`` list,
-    each bound the tighter of the given and the MILP's (after its margin), and whether the bounds prove
-    the box empty."""
+    dropped, in a second pass (earliest layer first, equal shares). With ``later``, the time those layers
+    leave then goes to the hidden layers after them the same way (equal shares, then their second pass),
+    unless ``proved(layers)`` (the caller's test that the bounds so far decide its problem) says it is not
+    needed. With ``iterations`` > 0, the bounds of the layers after each refined one are optimised again
+    under it (alpha-CROWN, ``optimise_intermediate``) before the next layer's encoding is built. Returns a
+    new ``layers`` list, each bound the tighter of the given and the MILP's (after its margin), and whether
+    the bounds prove the box empty."""
     layers = [(l.copy(), u.copy()) for l, u in layers]
     lo, hi = np.asarray(lo, np.float64).ravel(), np.asarray(hi, np.float64).ravel()
     hidden = [k for k in range(len(chain.layers) - 1)
               if isinstance(chain.layers[k], Affine) and isinstance(chain.layers[k + 1], ReLU)]
-    tops = hidden[1:1 + n_layers]
-    phases = {k + 1: np.zeros((1, chain.layers[k].weight.shape[0]), np.int8) for k in hidden}
+    groups = [(hidden[1:1 + n_layers], FIRST_LAYER_WEIGHT)]
+    if later:
+        groups.append((hidden[1 + n_layers:], 1.0))
     stop = time.perf_counter() + seconds
     pool = ThreadPoolExecutor(max(1, threads))
     try:
         with warnings.catch_warnings(), _solver_prints_to_stderr():
             warnings.filterwarnings("ignore", "Unrecognized options detected", RuntimeWarning)
-            unfinished = {}
-            for n, top in enumerate(tops):
-                unstable = _unstable(layers, top)
-                unstable = unstable[np.argsort(-_importance(chain, layers, top, unstable), kind="stable")]
-                share = (FIRST_LAYER_WEIGHT / (FIRST_LAYER_WEIGHT + len(tops) - 1) if n == 0
-                         else 1.0 / (len(tops) - n))
-                _, unfinished[top] = _tighten_layer(chain, layers, lo, hi, top, unstable, pool, _share(stop, share),
-                                                    binaries, check_time)
-                if iterations > 0 and _later_bounds_empty(chain, layers, phases, lo, hi, top, iterations, check_time):
-                    return layers, True
-            # second pass: the time the last layers leave goes back to the neurons the earlier ones dropped
-            again = [top for top in tops if unfinished[top].size]
-            for n, top in enumerate(again):
-                left = unfinished[top][np.isin(unfinished[top], _unstable(layers, top))]
-                solves, _ = _tighten_layer(chain, layers, lo, hi, top, left, pool, _share(stop, 1.0 / (len(again) - n)),
-                                           binaries, check_time)
-                if solves and iterations > 0 and _later_bounds_empty(chain, layers, phases, lo, hi, top, iterations,
-                                                                     check_time):
+            for n, (tops, first_weight) in enumerate(groups):
+                if not tops or time.perf_counter() >= stop or (n > 0 and proved is not None and proved(layers)):
+                    break
+                if _refine_layers(chain, layers, lo, hi, tops, first_weight, pool, stop, binaries, iterations,
+                                  check_time):
                     return layers, True
     finally:  # on a deadline or Ctrl-C the queued solves are dropped; running ones end within their limit
         pool.shutdown(wait=True, cancel_futures=True)
     return layers, False
+
+
+def _refine_layers(chain, layers, lo, hi, tops, first_weight, pool, stop, binaries, iterations, check_time) -> bool:
+    """``milp_intermediate``'s two passes over the Affine layers ``tops`` (in place in ``layers``), the first
+    layer's share of the time weighted ``first_weight`` against 1 for each later one; whether the bounds
+    prove the box empty."""
+    phases = {k + 1: np.zeros((1, chain.layers[k].weight.shape[0]), np.int8)
+              for k in range(len(chain.layers) - 1) if isinstance(chain.layers[k + 1], ReLU)}
+    unfinished = {}
+    for n, top in enumerate(tops):
+        unstable = _unstable(layers, top)
+        unstable = unstable[np.argsort(-_importance(chain, layers, top, unstable), kind="stable")]
+        share = first_weight / (first_weight + len(tops) - 1) if n == 0 else 1.0 / (len(tops) - n)
+        _, unfinished[top] = _tighten_layer(chain, layers, lo, hi, top, unstable, pool, _share(stop, share),
+                                            binaries, check_time)
+        if iterations > 0 and _later_bounds_empty(chain, layers, phases, lo, hi, top, iterations, check_time):
+            return True
+    # second pass: the time the last layers leave goes back to the neurons the earlier ones dropped
+    again = [top for top in tops if unfinished[top].size]
+    for n, top in enumerate(again):
+        left = unfinished[top][np.isin(unfinished[top], _unstable(layers, top))]
+        solves, _ = _tighten_layer(chain, layers, lo, hi, top, left, pool, _share(stop, 1.0 / (len(again) - n)),
+                                   binaries, check_time)
+        if solves and iterations > 0 and _later_bounds_empty(chain, layers, phases, lo, hi, top, iterations,
+                                                             check_time):
+            return True
+    return False
 
 
 def output_minima(chain: AffineReluChain, problems: list, lo: np.ndarray, hi: np.ndarray, seconds: float,

@@ -120,6 +120,7 @@ class BabOptions:
     max_subproblems: int | None = None
     memory_bytes: int = 4 << 30
     milp_layers: int = 0
+    milp_later: bool = False
     milp_after: float = 10.0
     milp_seconds: float = 60.0
     milp_polish: int = 0
@@ -150,6 +151,7 @@ class BabOptions:
             overrides.setdefault("lp_polish", 0)  # the LP of a conv net is large, and not measured either
         else:
             overrides.setdefault("milp_layers", FC_MILP_LAYERS)
+            overrides.setdefault("milp_later", True)
             overrides.setdefault("milp_polish", FC_MILP_POLISH)
         return cls(**overrides)
 
@@ -428,7 +430,7 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
             return out
         if milp_at is not None and time.perf_counter() >= milp_at:
             # start again, once, from a root that keeps MILP bounds (the queue so far is dropped)
-            prior = _milp_root(chain, lo0, hi0, root_layers, options, check_time, out)
+            prior = _milp_root(chain, rows, lo0, hi0, root_layers, options, check_time, out)
             if prior is None:  # no input reaches these bounds: the box is empty (never on a real box)
                 out.result = "holds"
                 return out
@@ -444,15 +446,28 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
         out.rounds += 1
 
 
-def _milp_root(chain, lo0, hi0, root_layers, options: BabOptions, check_time, out) -> list | None:
-    """The root's bounds of every chain layer with the MILP bounds of ``options.milp_layers`` layers
-    (``milp_intermediate``, ``options.milp_seconds``) and alpha-CROWN on the later layers under them; None
+def _milp_root(chain, rows: RowSets, lo0, hi0, root_layers, options: BabOptions, check_time, out) -> list | None:
+    """The root's bounds of every chain layer with the MILP bounds of ``options.milp_layers`` layers, and with
+    ``options.milp_later`` of the later ones in the time those leave unless the rows are proved by then
+    (``milp_intermediate``, ``options.milp_seconds``), and alpha-CROWN on the later layers under them; None
     when they prove the root empty."""
+    relus = _relu_indices(chain)
+    root = _Batch({j: np.zeros((1, chain.layers[j - 1].weight.shape[0]), np.int8) for j in relus}, None, None,
+                  np.ones((1, len(rows.slices)), bool), None, None, np.zeros(1, int))
+    feasible = np.ones(1, bool)
+
+    def proved(layers: list) -> bool:
+        layers = _prior_list(chain, {k: b for k, b in enumerate(layers) if isinstance(chain.layers[k], Affine)})
+        low = _bound_rows(chain, rows, root, layers, feasible, lo0[None], hi0[None],
+                          (options.root_iterations, LR_ALPHA, LR_BETA), check_time)[0]
+        return _proved(low, rows, root, feasible)
+
     t = time.perf_counter()
     try:
         layers, empty = milp_intermediate(chain, root_layers, lo0, hi0, options.milp_layers, options.milp_seconds,
                                           threads=numba.get_num_threads(), check_time=check_time,
-                                          iterations=options.intermediate_iterations)
+                                          iterations=options.intermediate_iterations, later=options.milp_later,
+                                          proved=proved)
     finally:
         out.time_milp += time.perf_counter() - t
     out.restarts += 1
