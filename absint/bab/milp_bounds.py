@@ -8,7 +8,7 @@ binary d (Tjeng et al. ICLR 2019):
 
 gives the true range of a neuron of layer k over the input box, given the bounds of layers < k. ERAN
 refined the first layers of the mnistfc networks this way (Singh et al. 2019, "Boosting robustness
-certification"). Each bound is a MILP solved by HiGHS (``scipy.optimize.milp``) under a time limit; the
+certification"). Each bound is a MILP solved by HiGHS (``highs_solve``) under a time limit; the
 solver's dual bound is valid at any time. The solver works in floating point with feasibility
 tolerances (1e-7 primal, 1e-6 integrality), so each bound is moved outward by ``MARGIN`` times the
 magnitude of its terms (Σ|c_j|·max(|lb_j|, |ub_j|) + |v|), ten times those tolerances, and intersected
@@ -58,17 +58,16 @@ import os
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 from ..domains.deeppoly_batch import AffineReluChain
 from ..network import Affine, ReLU
+from .highs_solve import highs_minimise
 from .slopes import optimise_intermediate
 
 #: time limit of one solve (a deadline waits for the running ones)
@@ -84,12 +83,12 @@ MARGIN = 1e-6
 #: layers' 1: on mnistfc 256x4 prop_8_0.05 (300 s) the second layer needs 159 s and the third 33 s after
 #: it; with equal shares (and the second pass) the root bound was -0.36, with 3:1 -0.245
 FIRST_LAYER_WEIGHT = 3.0
-#: HiGHS options (scipy passes the ones it does not know verbatim, with a warning): only the dual bound is used,
+#: HiGHS options (``highs_solve``): only the dual bound is used,
 #: so the primal heuristics are off; on mnistfc 256x4 prop_4_0.05 a second-layer neuron's exact bound
 #: took 2.7 s instead of 5.2 s (the sub-MIP heuristics had taken 4 s of the root). Presolve is off: it
 #: removed 12 of 216 rows and took 0.27 s of every solve (0.35 s against 0.08 s with one binary); on
 #: 256x4 prop_8_0.05 the 245 solves of the second layer took 159 s instead of 201 s, same bounds
-HIGHS_OPTIONS = {"presolve": False, "mip_heuristic_effort": 0.0, "mip_heuristic_run_rins": False,
+HIGHS_OPTIONS = {"presolve": "off", "mip_heuristic_effort": 0.0, "mip_heuristic_run_rins": False,
                  "mip_heuristic_run_rens": False, "mip_heuristic_run_root_reduced_cost": False,
                  "mip_heuristic_run_feasibility_jump": False}
 
@@ -165,8 +164,8 @@ class _Model:
         self.n_vars, self.out, self.n_inputs = n_vars, prev, lo.size
         matrix = sp.vstack([sp.hstack([blk, sp.csr_array((blk.shape[0], n_vars - blk.shape[1]))]) if blk.shape[1] < n_vars
                             else blk for blk in blocks], format="csr")
-        self.constraint = LinearConstraint(matrix, np.concatenate(rows_lo), np.concatenate(rows_hi))
-        self.bounds = Bounds(np.concatenate(var_lo), np.concatenate(var_hi))
+        self.matrix, self.row_lo, self.row_hi = matrix, np.concatenate(rows_lo), np.concatenate(rows_hi)
+        self.col_lo, self.col_hi = np.concatenate(var_lo), np.concatenate(var_hi)
         self.integrality = np.concatenate(integral)
         self.n_binaries = int(self.integrality.sum())
 
@@ -214,28 +213,26 @@ class _Model:
         a cutoff), and the input x of the best point HiGHS found (None if none)."""
         c = np.zeros(self.n_vars)
         c[self.out:self.out + self.live.size] = c_out[self.live]
-        scale = np.abs(c) @ np.maximum(np.abs(self.bounds.lb), np.abs(self.bounds.ub))
-        options = {"time_limit": max(seconds, 1e-3), "disp": False, **HIGHS_OPTIONS}
+        scale = np.abs(c) @ np.maximum(np.abs(self.col_lo), np.abs(self.col_hi))
+        options = {"time_limit": max(seconds, 1e-3), **HIGHS_OPTIONS}
         target = None
         if enough is not None and np.isfinite(enough):
             target = enough + 2.0 * MARGIN * (scale + abs(enough) + 1.0)  # >= enough after the margin
             options["objective_bound"] = target
-        res = milp(c, constraints=self.constraint, integrality=self.integral_for(c_out, binaries), bounds=self.bounds,
-                   options=options)
-        value = getattr(res, "mip_dual_bound", None)
-        if (value is None or not np.isfinite(value)) and res.status == 0:  # solved at its root (or an LP)
-            value = res.fun
+        res = highs_minimise(c, self.matrix, self.row_lo, self.row_hi, self.col_lo, self.col_hi,
+                             self.integral_for(c_out, binaries), options)
+        value = res.dual_bound
         if target is not None:
             # with the cutoff, the nodes pruned against it leave the reported dual bound: only min(bound,
             # target) is valid (on mnistfc 256x4 the bound reported was up to 6x the true minimum)
-            if res.status == 2:  # every node pruned: no point of the encoding goes below the target
+            if res.infeasible:  # every node pruned: no point of the encoding goes below the target
                 value = target
-            elif value is not None and np.isfinite(value):
+            elif np.isfinite(value):
                 value = min(value, target)
-        x = None if res.x is None else np.asarray(res.x[:self.n_inputs], np.float64)
-        if target is None and res.status == 2:  # no point meets the encoding
+        x = None if res.x is None else res.x[:self.n_inputs]
+        if target is None and res.infeasible:  # no point meets the encoding
             return infeasible, x
-        if value is None or not np.isfinite(value):
+        if not np.isfinite(value):
             return -np.inf, x
         return float(value - MARGIN * (scale + abs(value) + 1.0)), x
 
@@ -253,9 +250,9 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
     move the outputs least; a neuron's second solve is skipped when its first proves it stable
     (``_tighten_layer``). The time left after the last layer goes back to the neurons the earlier ones
     dropped, in a second pass (earliest layer first, equal shares). With ``later``, the time those layers
-    leave then goes to the hidden layers after them the same way (equal shares, then their second pass),
-    unless ``proved(layers)`` (the caller's test that the bounds so far decide its problem) says it is not
-    needed. With ``iterations`` > 0, the bounds of the layers after each refined one are optimised again
+    leave then goes to the hidden layers after them the same way (equal shares, then their second pass).
+    After each layer's first pass, ``proved(layers)`` (the caller's test that the bounds so far decide its
+    problem) may end the refinement. With ``iterations`` > 0, the bounds of the layers after each refined one are optimised again
     under it (alpha-CROWN, ``optimise_intermediate``) before the next layer's encoding is built. Returns a
     new ``layers`` list, each bound the tighter of the given and the MILP's (after its margin), and whether
     the bounds prove the box empty."""
@@ -264,28 +261,29 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
     hidden = [k for k in range(len(chain.layers) - 1)
               if isinstance(chain.layers[k], Affine) and isinstance(chain.layers[k + 1], ReLU)]
     groups = [(hidden[1:1 + n_layers], FIRST_LAYER_WEIGHT)]
-    if later:
-        groups.append((hidden[1 + n_layers:], 1.0))
+    if later:  # the last hidden layer is left to the search's splits
+        groups.append((hidden[1 + n_layers:-1], 1.0))
     stop = time.perf_counter() + seconds
     pool = ThreadPoolExecutor(max(1, threads))
     try:
-        with warnings.catch_warnings(), _solver_prints_to_stderr():
-            warnings.filterwarnings("ignore", "Unrecognized options detected", RuntimeWarning)
-            for n, (tops, first_weight) in enumerate(groups):
-                if not tops or time.perf_counter() >= stop or (n > 0 and proved is not None and proved(layers)):
+        with _solver_prints_to_stderr():
+            for tops, first_weight in groups:
+                if not tops or time.perf_counter() >= stop:
                     break
-                if _refine_layers(chain, layers, lo, hi, tops, first_weight, pool, stop, binaries, iterations,
-                                  check_time):
-                    return layers, True
+                empty, done = _refine_layers(chain, layers, lo, hi, tops, first_weight, pool, stop, binaries, iterations,
+                                             check_time, proved)
+                if empty or done:
+                    return layers, empty
     finally:  # on a deadline or Ctrl-C the queued solves are dropped; running ones end within their limit
         pool.shutdown(wait=True, cancel_futures=True)
     return layers, False
 
 
-def _refine_layers(chain, layers, lo, hi, tops, first_weight, pool, stop, binaries, iterations, check_time) -> bool:
+def _refine_layers(chain, layers, lo, hi, tops, first_weight, pool, stop, binaries, iterations, check_time,
+                   proved=None) -> tuple[bool, bool]:
     """``milp_intermediate``'s two passes over the Affine layers ``tops`` (in place in ``layers``), the first
     layer's share of the time weighted ``first_weight`` against 1 for each later one; whether the bounds
-    prove the box empty."""
+    prove the box empty, and whether ``proved`` ended the refinement."""
     phases = {k + 1: np.zeros((1, chain.layers[k].weight.shape[0]), np.int8)
               for k in range(len(chain.layers) - 1) if isinstance(chain.layers[k + 1], ReLU)}
     unfinished = {}
@@ -296,7 +294,9 @@ def _refine_layers(chain, layers, lo, hi, tops, first_weight, pool, stop, binari
         _, unfinished[top] = _tighten_layer(chain, layers, lo, hi, top, unstable, pool, _share(stop, share),
                                             binaries, check_time)
         if iterations > 0 and _later_bounds_empty(chain, layers, phases, lo, hi, top, iterations, check_time):
-            return True
+            return True, False
+        if proved is not None and proved(layers):
+            return False, True
     # second pass: the time the last layers leave goes back to the neurons the earlier ones dropped
     again = [top for top in tops if unfinished[top].size]
     for n, top in enumerate(again):
@@ -305,8 +305,8 @@ def _refine_layers(chain, layers, lo, hi, tops, first_weight, pool, stop, binari
                                    binaries, check_time)
         if solves and iterations > 0 and _later_bounds_empty(chain, layers, phases, lo, hi, top, iterations,
                                                              check_time):
-            return True
-    return False
+            return True, False
+    return False, False
 
 
 def output_minima(chain: AffineReluChain, problems: list, lo: np.ndarray, hi: np.ndarray, seconds: float,
@@ -348,8 +348,7 @@ def output_minima(chain: AffineReluChain, problems: list, lo: np.ndarray, hi: np
 
     pool = ThreadPoolExecutor(max(1, min(threads, len(problems))))
     try:
-        with warnings.catch_warnings(), _solver_prints_to_stderr():
-            warnings.filterwarnings("ignore", "Unrecognized options detected", RuntimeWarning)
+        with _solver_prints_to_stderr():
             pending = {pool.submit(solve, i) for i in range(len(problems))}
             while pending:
                 done, pending = wait(pending, timeout=CHECK_SECONDS)

@@ -65,6 +65,53 @@ def test_bounds_are_the_exact_range_of_each_refined_neuron(seed):
     assert refined > 0
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_later_layers_get_the_time_left_unless_the_caller_is_done(seed):
+    """With ``later``, the hidden layers after the ``n_layers`` refined ones but the last are refined too: each of their
+    unstable neurons' bounds contains its exact range (phase enumeration + linprog) and is never looser
+    than without ``later`` (the earlier layers' are the same), and some seed tightens one; when ``proved``,
+    asked after the first refined layer, says the bounds are enough the later layers keep the
+    bounds they had without ``later``; when it never does, it is asked after each layer's first pass."""
+    rng = np.random.default_rng(40 + seed)
+    chain = AffineReluChain.from_network(random_chain(rng, (3, 5, 5, 5, 4, 1)))
+    lo = rng.normal(size=3) - 1.0
+    hi = lo + 2.0 * rng.random(3) + 1.0
+    layers = _root_layers(chain, lo, hi)
+    hidden = _hidden_affines(chain)
+    first, _ = milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=60.0, threads=2, binaries=None)
+    asked = []
+
+    def answer(value):
+        def proved(bounds):
+            asked.append(len(bounds))
+            return value
+        return proved
+
+    done, _ = milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=60.0, threads=2, binaries=None,
+                                later=True, proved=answer(True))
+    assert asked == [len(layers)]
+    assert all(np.array_equal(a, c) and np.array_equal(b, d) for (a, b), (c, d) in zip(first, done))
+    full, _ = milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=60.0, threads=2, binaries=None,
+                                later=True, proved=answer(False))
+    assert asked == [len(layers)] * (1 + len(hidden[1:-1]))  # once above, then after each refined layer
+    assert np.array_equal(full[hidden[1]][0], first[hidden[1]][0])
+    assert np.array_equal(full[hidden[1]][1], first[hidden[1]][1])
+    gained = 0.0
+    assert all(np.array_equal(a, c) for a, c in zip(first[hidden[-1]], full[hidden[-1]]))  # left to the search
+    for top in hidden[2:-1]:
+        l, u = first[top][0][0], first[top][1][0]
+        tl, tu = full[top][0][0], full[top][1][0]
+        assert np.all(tl >= l) and np.all(tu <= u)
+        gained += float(np.sum(tl - l) + np.sum(u - tu))
+        for i in np.flatnonzero((l < 0) & (u > 0)):
+            e = np.eye(l.size)[i]
+            low, _ = exact_minimum(list(chain.layers[:top + 1]), lo, hi, e)
+            high = -exact_minimum(list(chain.layers[:top + 1]), lo, hi, -e)[0]
+            assert tl[i] <= low + 1e-12 and tu[i] >= high - 1e-12, (top, i, tl[i], low, tu[i], high)
+    if seed == 0:
+        assert gained > 1e-6  # the later layers were refined
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_fewer_binaries_give_bounds_between_the_lp_and_the_exact_range(seed):
     """Third-layer neurons of a random chain with 0 (the triangle LP), 1, 2, 4 and all binaries (``binaries``):
@@ -335,26 +382,25 @@ def test_mnistfc_points_stay_within_the_refined_bounds():
     assert np.all(v >= tl - 1e-9) and np.all(v <= tu + 1e-9)
 
 
-@pytest.mark.parametrize("status, dual", [(1, 4.0), (0, 4.0), (2, None), (1, None)])
+@pytest.mark.parametrize("status, dual", [("stopped", 4.0), ("optimal", 4.0), ("pruned", None), ("stopped", None)])
 def test_a_cut_off_solve_reports_no_more_than_its_target(monkeypatch, status, dual):
     """With the cutoff, HiGHS prunes every node at or above the target, and the dual bound it then reports
     ignores them: on mnistfc 256x4 prop_6_0.05 it reported 0.53 where the minimum was 0.13 (a point of the
     encoding reaches it). Whatever the solver says, a cut-off solve returns at most its target (after the
-    margin): the target when every node was pruned (status 2), min(bound, target) when it reports one,
-    -inf when it gives none and did not prune everything."""
-    from types import SimpleNamespace
-
+    margin): the target when every node was pruned (HiGHS: infeasible), min(bound, target) when it reports
+    one, -inf when it gives none and did not prune everything."""
     from absint.bab import milp_bounds
+    from absint.bab.highs_solve import HighsResult
 
     rng = np.random.default_rng(0)
     chain = AffineReluChain.from_network(random_chain(rng, (3, 5, 4, 1)))
     lo, hi = -np.ones(3), np.ones(3)
     model = milp_bounds._Model(chain, _root_layers(chain, lo, hi), lo, hi, _hidden_affines(chain)[1])
-    monkeypatch.setattr(milp_bounds, "milp", lambda *a, **k: SimpleNamespace(status=status, mip_dual_bound=dual,
-                                                                                 fun=dual, x=None))
+    result = HighsResult(status == "pruned", status == "optimal", -np.inf if dual is None else dual, None)
+    monkeypatch.setattr(milp_bounds, "highs_minimise", lambda *a, **k: result)
     c = np.asarray(chain.layers[_hidden_affines(chain)[1]].weight[0], np.float64)
     value = model.minimum(c, 1.0, enough=0.5)
-    if status == 1 and dual is None:
+    if status == "stopped" and dual is None:
         assert value == -np.inf
     else:
         assert 0.5 <= value <= 0.5 + 1e-4, value
@@ -462,3 +508,41 @@ def test_output_minima_are_the_exact_minimum_of_each_sub_problem():
             assert cut <= exact + 1e-12 and (cut >= 0.0 or exact <= 1e-4), (cut, exact)
             solved += 1
     assert solved > 0 and empties > 0, (solved, empties)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_root_refines_the_later_layers_only_while_its_rows_are_open(seed, monkeypatch):
+    """``_milp_root`` with ``milp_later``: on a property DeepPoly proves with room to spare (unsafe y <= the
+    least sampled output - 1000) only the ``milp_layers`` layers get MILPs; on a violated one (y <= the
+    least sampled output + 0.1, which a sampled point reaches), which no bound can prove, the later hidden
+    layers but the last get theirs too."""
+    from absint.bab import milp_bounds
+    from absint.bab.search import BabOutcome, _milp_root
+    from absint.input_split import RowSets
+
+    rng = np.random.default_rng(70 + seed)
+    net = random_chain(rng, (3, 6, 6, 6, 6, 1))
+    lo = rng.normal(size=3) - 1.0
+    hi = lo + 2.0
+    m = float(net.forward(lo + (hi - lo) * rng.random((2000, 3))).min())
+    tops = []
+    real = milp_bounds._tighten_layer
+
+    def recording(chain, layers, lo, hi, top, unstable, *args):
+        tops.append(top)
+        return real(chain, layers, lo, hi, top, unstable, *args)
+
+    monkeypatch.setattr(milp_bounds, "_tighten_layer", recording)
+    seen = {}
+    for name, t in (("slack", m - 1000.0), ("violated", m + 0.1)):
+        A, b = np.ones((1, 1)), np.array([t])
+        chain = AffineReluChain.from_network(spec_network(net, A, b))
+        layers = _root_layers(chain, lo, hi)
+        tops.clear()
+        prior = _milp_root(chain, RowSets(A, b, np.zeros(1, bool), (slice(0, 1),)), lo, hi, layers,
+                           BabOptions(milp_layers=1, milp_later=True, milp_seconds=30.0), lambda: None, BabOutcome())
+        assert prior is not None
+        seen[name] = set(tops)
+    hidden = _hidden_affines(AffineReluChain.from_network(spec_network(net, np.ones((1, 1)), np.zeros(1))))
+    assert seen["slack"] == {hidden[1]}
+    assert seen["violated"] == set(hidden[1:-1])
