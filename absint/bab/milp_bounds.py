@@ -44,6 +44,12 @@ share had ended after 101 s and the third layer took 13 s; with the second pass 
 of their 202, and the root bound went from -0.44 to -0.36; giving the second layer three quarters of
 the time instead of half took it to -0.245 (session 20). HiGHS's presolve is off: it took 0.27 s of
 every solve and removed 12 of 216 rows (the second layer of prop_8_0.05: 159 s instead of 201 s).
+With ``later``, the time the refined layers leave goes on to the hidden layers after them but the last
+(the search splits that one): on 256x6 prop_2_0.05 layers 2 and 3 were done after 133 s of the 203 s,
+and the later layers took the fifth layer from 17 unstable neurons to 1 (its own solves: 8 s) and the
+root bound from -1.69 to -0.26 (session 22). A solve
+stopped by its time limit keeps HiGHS's dual bound even when it found no point of the encoding, which
+``scipy.optimize.milp`` drops (``highs_solve``).
 ``output_minima`` solves the same encoding, every unstable ReLU a binary and the splits as constraints,
 for one output over a sub-problem of the search, which closes the sub-problem when it has no point.
 Unlike the rest of the search, these bounds are not rigorous in floating point: they rest on the margin

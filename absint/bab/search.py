@@ -97,7 +97,10 @@ class BabOptions:
     search then proved it with 215 sub-problems (122 s in all), where without them it stood at -1.16
     after 47,911 sub-problems. Partial MILPs of layers 2 and 3 (116 s) took prop_14_0.03 from a root of
     -2.33 and -1.34 at 300 s (exact, layer 2) to -1.82 and -1.16, and prop_8_0.05 from -3.15 / -1.88 to
-    -2.34 / -1.22.
+    -2.34 / -1.22. With ``milp_later``, the time those layers leave goes to the hidden layers after them
+    but the last (which the search's splits handle), unless the root's rows are proved by then: on 256x6
+    prop_2_0.05 layers 2 and 3 were done after 133 s with a root bound of -1.69 and 70 s unused; the
+    later layers took its fifth layer from 17 unstable neurons to 1 and the root bound to -0.26.
 
     With ``milp_polish`` > 0, a stalled search gives that many of the worst queued sub-problems the exact
     MILP of their worst open disjunct (``_milp_worst``; ``milp_polish_seconds`` each, within
@@ -132,7 +135,8 @@ class BabOptions:
         DeepPoly refinement of the children's intermediate bounds (``refine_intermediate=False``: they
         keep the parent's, intersected with the split), no ``cold_retry``, no proofs of empty children
         (``empty_iterations=0``) and no LPs (``lp_polish=0``; none is measured on oval21 yet);
-        without, MILP bounds of ``FC_MILP_LAYERS`` layers; ``overrides`` win.
+        without, MILP bounds of ``FC_MILP_LAYERS`` layers and then of the later ones (``milp_later``), and
+        the MILPs of stalled searches' worst sub-problems (``milp_polish``); ``overrides`` win.
 
         Measured on two oval21 conv networks and mnistfc (perf/README.md, bench_bab): on cifar_base_kw
         img4631, 8 candidates reach -0.0021 at 300 s where 3 reach -0.0107 (one run), and it holds in

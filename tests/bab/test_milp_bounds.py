@@ -446,6 +446,8 @@ def test_options_for_network_use_milp_bounds_on_fully_connected_nets_only():
     assert FC_MILP_LAYERS >= 1 and BabOptions().milp_layers == 0
     assert BabOptions.for_network(random_chain(rng, (4, 6, 6, 2))).milp_layers == FC_MILP_LAYERS
     assert BabOptions.for_network(_small_conv_net(rng)).milp_layers == 0
+    assert BabOptions.for_network(random_chain(rng, (4, 6, 6, 2))).milp_later and not BabOptions().milp_later
+    assert not BabOptions.for_network(_small_conv_net(rng)).milp_later
     assert BabOptions.for_network(random_chain(rng, (4, 6, 2)), milp_layers=0).milp_layers == 0
 
 
