@@ -47,9 +47,8 @@ every solve and removed 12 of 216 rows (the second layer of prop_8_0.05: 159 s i
 With ``later``, the time the refined layers leave goes on to the hidden layers after them but the last
 (the search splits that one): on 256x6 prop_2_0.05 layers 2 and 3 were done after 133 s of the 203 s,
 and the later layers took the fifth layer from 17 unstable neurons to 1 (its own solves: 8 s) and the
-root bound from -1.69 to -0.26 (session 22). A solve
-stopped by its time limit keeps HiGHS's dual bound even when it found no point of the encoding, which
-``scipy.optimize.milp`` drops (``highs_solve``).
+root bound from -1.69 to -0.26 (session 22). A solve stopped by its time limit keeps HiGHS's dual bound
+even when it found no point of the encoding, which ``scipy.optimize.milp`` drops (``highs_solve``).
 ``output_minima`` solves the same encoding, every unstable ReLU a binary and the splits as constraints,
 for one output over a sub-problem of the search, which closes the sub-problem when it has no point.
 Unlike the rest of the search, these bounds are not rigorous in floating point: they rest on the margin
@@ -256,12 +255,12 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
     move the outputs least; a neuron's second solve is skipped when its first proves it stable
     (``_tighten_layer``). The time left after the last layer goes back to the neurons the earlier ones
     dropped, in a second pass (earliest layer first, equal shares). With ``later``, the time those layers
-    leave then goes to the hidden layers after them the same way (equal shares, then their second pass).
-    After each layer's first pass, ``proved(layers)`` (the caller's test that the bounds so far decide its
-    problem) may end the refinement. With ``iterations`` > 0, the bounds of the layers after each refined one are optimised again
-    under it (alpha-CROWN, ``optimise_intermediate``) before the next layer's encoding is built. Returns a
-    new ``layers`` list, each bound the tighter of the given and the MILP's (after its margin), and whether
-    the bounds prove the box empty."""
+    leave then goes to the hidden layers after them but the last the same way (equal shares, then their
+    second pass). After each layer's first pass, ``proved(layers)`` (the caller's test that the bounds so
+    far decide its problem) may end the refinement. With ``iterations`` > 0, the bounds of the layers
+    after each refined one are optimised again under it (alpha-CROWN, ``optimise_intermediate``) before
+    the next layer's encoding is built. Returns a new ``layers`` list, each bound the tighter of the given
+    and the MILP's (after its margin), and whether the bounds prove the box empty."""
     layers = [(l.copy(), u.copy()) for l, u in layers]
     lo, hi = np.asarray(lo, np.float64).ravel(), np.asarray(hi, np.float64).ravel()
     hidden = [k for k in range(len(chain.layers) - 1)
