@@ -67,11 +67,12 @@ def test_bounds_are_the_exact_range_of_each_refined_neuron(seed):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_later_layers_get_the_time_left_unless_the_caller_is_done(seed):
-    """With ``later``, the hidden layers after the ``n_layers`` refined ones but the last are refined too: each of their
-    unstable neurons' bounds contains its exact range (phase enumeration + linprog) and is never looser
-    than without ``later`` (the earlier layers' are the same), and some seed tightens one; when ``proved``,
-    asked after the first refined layer, says the bounds are enough the later layers keep the
-    bounds they had without ``later``; when it never does, it is asked after each layer's first pass."""
+    """With ``later``, the hidden layers after the ``n_layers`` refined ones, but the last, are refined too:
+    each of their unstable neurons' bounds contains its exact range (phase enumeration + linprog) and is
+    never looser than without ``later`` (the earlier layers' and the last one's are the same), and seed 0
+    tightens one; when ``proved``, asked after the first refined layer, says the bounds are enough, the
+    later layers keep the bounds they had without ``later``; when it never does, it is asked after each
+    layer's first pass."""
     rng = np.random.default_rng(40 + seed)
     chain = AffineReluChain.from_network(random_chain(rng, (3, 5, 5, 5, 4, 1)))
     lo = rng.normal(size=3) - 1.0
@@ -96,8 +97,8 @@ def test_later_layers_get_the_time_left_unless_the_caller_is_done(seed):
     assert asked == [len(layers)] * (1 + len(hidden[1:-1]))  # once above, then after each refined layer
     assert np.array_equal(full[hidden[1]][0], first[hidden[1]][0])
     assert np.array_equal(full[hidden[1]][1], first[hidden[1]][1])
-    gained = 0.0
     assert all(np.array_equal(a, c) for a, c in zip(first[hidden[-1]], full[hidden[-1]]))  # left to the search
+    gained = 0.0
     for top in hidden[2:-1]:
         l, u = first[top][0][0], first[top][1][0]
         tl, tu = full[top][0][0], full[top][1][0]
