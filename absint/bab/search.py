@@ -263,6 +263,12 @@ def _prior_list(chain: AffineReluChain, bounds: dict) -> list:
     return out
 
 
+def _root_batch(chain: AffineReluChain, rows: RowSets, prior: list | None = None) -> _Batch:
+    """The whole box as a batch of one: no split, every disjunct open; ``prior``: bounds known to hold on it."""
+    phases = {j: np.zeros((1, chain.layers[j - 1].weight.shape[0]), np.int8) for j in _relu_indices(chain)}
+    return _Batch(phases, prior, None, np.ones((1, len(rows.slices)), bool), None, None, np.zeros(1, int))
+
+
 def _children(chain: AffineReluChain, subs: list[_Sub]) -> _Batch:
     """The active (even index) and inactive (odd) child of each sub-problem."""
     relus = _relu_indices(chain)
@@ -322,8 +328,7 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
     lo0 = np.asarray(lo0, np.float64).ravel()
     hi0 = np.asarray(hi0, np.float64).ravel()
 
-    phases = {j: np.zeros((1, chain.layers[j - 1].weight.shape[0]), np.int8) for j in relus}
-    root = _Batch(phases, root_prior, None, np.ones((1, len(rows.slices)), bool), None, None, np.zeros(1, int))
+    root = _root_batch(chain, rows, root_prior)
     queue: list = []
     history: list = []  # the global bound after each round
     exhausted_low = float("inf")  # the worst bound of the sub-problems left with every ReLU fixed (not queued)
@@ -455,9 +460,7 @@ def _milp_root(chain, rows: RowSets, lo0, hi0, root_layers, options: BabOptions,
     ``options.milp_later`` of the later ones in the time those leave unless the rows are proved by then
     (``milp_intermediate``, ``options.milp_seconds``), and alpha-CROWN on the later layers under them; None
     when they prove the root empty."""
-    relus = _relu_indices(chain)
-    root = _Batch({j: np.zeros((1, chain.layers[j - 1].weight.shape[0]), np.int8) for j in relus}, None, None,
-                  np.ones((1, len(rows.slices)), bool), None, None, np.zeros(1, int))
+    root = _root_batch(chain, rows)
     feasible = np.ones(1, bool)
 
     def proved(layers: list) -> bool:
