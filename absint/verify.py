@@ -263,7 +263,7 @@ def _relu_bab(search: _Search, region: Region, chain, A, b, strict, slices, lo0,
     try:
         relu_bab(chain, RowSets(A, b, strict, tuple(slices)), lo0, hi0,
                  check_counterexample=lambda x: _counterexample(search, region, x), check_time=search.check_time,
-                 options=options, forward=margins, out=outcome,
+                 options=options, forward=margins, out=outcome, deadline=search.deadline,
                  attack=lambda starts: _falsify(search, region, lo0, hi0, A, b, slices, 0, 10, starts))
     finally:
         search.boxes += outcome.subproblems

@@ -62,7 +62,7 @@ def run_case(net, region, options: BabOptions, seconds: float) -> dict:
     t0 = time.perf_counter()
     try:
         relu_bab(chain, RowSets(A, b, strict, tuple(slices)), region.lower, region.upper,
-                 check_counterexample=check, check_time=check_time, options=options, out=out)
+                 check_counterexample=check, check_time=check_time, options=options, out=out, deadline=stop)
         status = out.result if isinstance(out.result, str) else "violated"
     except _Stop:
         status = "stopped"

@@ -296,25 +296,27 @@ def relu_bab(chain: AffineReluChain, rows: RowSets, lo0: np.ndarray, hi0: np.nda
              check_time: Callable[[], None], options: BabOptions = BabOptions(),
              forward: Callable[[np.ndarray], np.ndarray] | None = None,
              attack: Callable[[np.ndarray], tuple | None] | None = None,
-             out: BabOutcome | None = None) -> BabOutcome:
+             out: BabOutcome | None = None, deadline: float = np.inf) -> BabOutcome:
     """Decide "no point of [lo0, hi0] reaches any disjunct of ``rows``" by ReLU branch and bound; the
     chain's outputs are the rows' margins A y - b (``verify.spec_network``). ``check_counterexample(x)``
     returns a re-checked (x, y) or None; ``check_time`` raises at the deadline; ``forward`` maps flat
     inputs to the margins (defaults to the chain's own evaluation); ``attack(starts)``, a gradient
     falsifier started from the given inputs, runs every ``ATTACK_EVERY`` rounds from the relaxation
     minimisers of the round's worst sub-problems. ``out`` is updated as the
-    search goes (statistics survive a deadline) and returned.
+    search goes (statistics survive a deadline) and returned. ``deadline`` (``time.perf_counter()``), when
+    ``check_time`` has one, caps the time limits of the MILP solves, which ``check_time`` cannot interrupt:
+    without it a search whose deadline came during a sub-problem's MILP ended up to one solve late.
 
     BLAS runs on the calling thread throughout: its idle threads spin after each product and took a
     core from the numba kernels' threads (oval21 wide img6762: 23 sub-problems/s with two BLAS threads,
     54 with one; mnistfc 256x4: 58 vs 128, numba on two threads in both)."""
     with blas_single_thread():
         return _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, forward, attack,
-                       out if out is not None else BabOutcome())
+                       out if out is not None else BabOutcome(), deadline=deadline)
 
 
 def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, forward, attack, out,
-            root_prior=None) -> BabOutcome:
+            root_prior=None, deadline: float = np.inf) -> BabOutcome:
     """``relu_bab``'s loop; ``root_prior``: bounds of every chain layer known to hold on the whole box (the
     search restarted from ``_milp_root``, which it does at most once)."""
     forward = forward or (lambda x: _chain_forward(chain, x))
@@ -420,7 +422,7 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
         milp_left = MILP_POLISH_SHARE * (time.perf_counter() - started) - (out.time_subproblem_milp - milp_before)
         if options.milp_polish > 0 and queue and _stalled(history) and milp_left > 0:
             found, freed = _milp_worst(chain, rows, queue, lo0, hi0, options, check_time, check_counterexample, out,
-                                       time.perf_counter() + max(milp_left, options.milp_polish_seconds))
+                                       min(time.perf_counter() + max(milp_left, options.milp_polish_seconds), deadline))
             if found is not None:
                 out.result = found
                 return out
@@ -439,12 +441,12 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
             return out
         if milp_at is not None and time.perf_counter() >= milp_at:
             # start again, once, from a root that keeps MILP bounds (the queue so far is dropped)
-            prior = _milp_root(chain, rows, lo0, hi0, root_layers, options, check_time, out)
+            prior = _milp_root(chain, rows, lo0, hi0, root_layers, options, check_time, out, deadline)
             if prior is None:  # no input reaches these bounds: the box is empty (never on a real box)
                 out.result = "holds"
                 return out
             return _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, forward, attack, out,
-                           prior)
+                           prior, deadline)
         t_round = time.perf_counter() - t_bound
         if batch is not root:
             k_round = int(np.clip(k_round * 2 if t_round < 1.0 else k_round, 1, k_max))
@@ -455,7 +457,8 @@ def _search(chain, rows, lo0, hi0, check_counterexample, check_time, options, fo
         out.rounds += 1
 
 
-def _milp_root(chain, rows: RowSets, lo0, hi0, root_layers, options: BabOptions, check_time, out) -> list | None:
+def _milp_root(chain, rows: RowSets, lo0, hi0, root_layers, options: BabOptions, check_time, out,
+               deadline: float = np.inf) -> list | None:
     """The root's bounds of every chain layer with the MILP bounds of ``options.milp_layers`` layers, and with
     ``options.milp_later`` of the later ones in the time those leave unless the rows are proved by then
     (``milp_intermediate``, ``options.milp_seconds``), and alpha-CROWN on the later layers under them; None
@@ -471,7 +474,8 @@ def _milp_root(chain, rows: RowSets, lo0, hi0, root_layers, options: BabOptions,
 
     t = time.perf_counter()
     try:
-        layers, empty = milp_intermediate(chain, root_layers, lo0, hi0, options.milp_layers, options.milp_seconds,
+        seconds = min(options.milp_seconds, deadline - t)
+        layers, empty = milp_intermediate(chain, root_layers, lo0, hi0, options.milp_layers, seconds,
                                           threads=numba.get_num_threads(), check_time=check_time,
                                           iterations=options.intermediate_iterations, later=options.milp_later,
                                           proved=proved)

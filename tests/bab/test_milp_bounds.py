@@ -5,6 +5,8 @@ agrees with enumeration."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -459,17 +461,20 @@ def test_verify_gives_the_milp_bounds_a_share_of_its_time(monkeypatch):
     from tests.bab.test_search import _prop
 
     verify_module = importlib.import_module("absint.verify")
-    seen = []
+    seen, deadlines = [], []
 
     def recording(*args, options, **kwargs):
         seen.append(options)
+        deadlines.append(kwargs["deadline"])
         return relu_bab(*args, options=options, **kwargs)
 
     monkeypatch.setattr(verify_module, "relu_bab", recording)
     net, lo, hi, m = _net_and_min(0)
     spec = absint.vnnlib.parse_vnnlib(_prop(lo, hi, f"(assert (<= Y_0 {float(m - 0.02)!r}))\n"), net)
+    started = time.perf_counter()
     absint.verify(net, spec, timeout=30, method="bab", samples=0, pgd_steps=0)
     assert seen and all(0 < o.milp_seconds <= MILP_SHARE * (30 - o.milp_after) and o.milp_layers >= 1 for o in seen)
+    assert all(started < d <= time.perf_counter() + 30 for d in deadlines)  # the verification's own deadline
 
 
 def test_output_minima_are_the_exact_minimum_of_each_sub_problem():

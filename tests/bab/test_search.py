@@ -508,3 +508,46 @@ def test_verify_honours_its_timeout_in_branch_and_bound():
     elapsed = time.perf_counter() - t0
     assert v.status in ("timeout", "holds", "violated")
     assert elapsed < 1.0 * 1.1 + 0.5, elapsed
+
+
+def test_the_search_caps_its_milps_by_its_deadline(monkeypatch):
+    """``check_time`` cannot interrupt a running MILP, so ``relu_bab`` caps the solves by its ``deadline``: the
+    sub-problem MILPs get no ``stop`` after it (each solve's limit is ``stop`` - now), and the root's MILP
+    bounds no more seconds than are left, though ``milp_seconds`` and ``milp_polish_seconds`` allow more."""
+    import time
+
+    from absint.bab import search as search_module
+
+    monkeypatch.setattr(search_module, "STALL_ROUNDS", 0)
+    stops, seconds = [], []
+    real_minima, real_intermediate = search_module.output_minima, search_module.milp_intermediate
+
+    def minima(*args):
+        stops.append(args[-1])
+        return real_minima(*args)
+
+    def intermediate(chain, layers, lo, hi, n_layers, s, **kwargs):
+        seconds.append(s)
+        return real_intermediate(chain, layers, lo, hi, n_layers, s, **kwargs)
+
+    monkeypatch.setattr(search_module, "output_minima", minima)
+    monkeypatch.setattr(search_module, "milp_intermediate", intermediate)
+    polish = BabOptions(lr_alpha=0.0, lr_beta=0.0, iterations=1, milp_polish=2, milp_polish_seconds=1000.0,
+                        empty_iterations=0, lp_polish=0)
+    root = BabOptions(milp_layers=1, milp_after=0.0, milp_seconds=1000.0)
+    polished = rooted = 0
+    for seed in range(8):
+        net, lo, hi, m = _net_and_min(seed)
+        A, b = np.ones((1, 1)), np.array([m - 0.02])
+        chain = AffineReluChain.from_network(spec_network(net, A, b))
+        for options in (polish, root):
+            stops.clear()
+            seconds.clear()
+            deadline = time.perf_counter() + 60.0
+            relu_bab(chain, RowSets(A, b, np.zeros(1, bool), (slice(0, 1),)), lo, hi,
+                     check_counterexample=lambda x: None, check_time=lambda: None, options=options, deadline=deadline)
+            assert all(s <= deadline for s in stops), (stops, deadline)
+            assert all(s <= 60.0 for s in seconds), seconds
+            polished += bool(stops)
+            rooted += bool(seconds)
+    assert polished > 0 and rooted > 0, (polished, rooted)
