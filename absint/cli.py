@@ -235,7 +235,19 @@ def _configure_verify(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", choices=STORAGES, default=None, help="noise-symbol storage (default: planner)")
     p.add_argument("--out", metavar="FILE", default=None, help="write the VNN-COMP result file here")
     p.add_argument("--seed", type=int, default=0, help="seed of the counterexample search")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print the search's progress on stderr every 10 s (boxes, depth, global bound)")
     _add_method(p)
+
+
+def _progress_line(report: dict) -> str:
+    """One ``absint verify -v`` line from a ``verify`` progress report."""
+    line = (f"[{report['time_s']:7.1f} s] region {report['region']}/{report['regions']}: {report['boxes']} boxes, "
+            f"depth {report['max_depth']}, {report['samples']} samples")
+    if "global_bound" in report:
+        line += (f"; ReLU branch and bound: global bound {report['global_bound']:.6g} "
+                 f"(root {report['root_bound']:.6g}), MILPs {report['time_milp_s']:.1f} s")
+    return line
 
 
 def _add_method(p: argparse.ArgumentParser) -> None:
@@ -259,8 +271,9 @@ def _run_verify(args: argparse.Namespace) -> int:
 
     net = load_network(args.network)
     spec = load_vnnlib(args.property, net)
+    progress = (lambda report: print(_progress_line(report), file=sys.stderr, flush=True)) if args.verbose else None
     v = verify(net, spec, domain=args.domain, timeout=args.timeout, memory_budget=args.memory,
-               storage=args.storage, seed=args.seed, method=args.method)
+               storage=args.storage, seed=args.seed, method=args.method, progress=progress)
     stats = v.stats
     head = f"{v.status} ({v.result}) in {stats.get('time_s', 0.0):.2f} s, {stats.get('boxes', 0)} boxes"
     if v.status == "violated":

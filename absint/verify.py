@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -48,6 +49,8 @@ DEFAULT_BAB_BYTES = 4 << 30
 #: root bound was -2.73 after 116 s of MILPs (0.4), -0.69 after 203 s (0.7); alpha-beta-CROWN gave its
 #: MILPs 0.8 in VNN-COMP 2021 (perf/README.md, session 16)
 MILP_SHARE = 0.7
+#: seconds between ``verify``'s progress reports (its ``progress`` callback; ``absint verify -v``)
+PROGRESS_SECONDS = 10.0
 
 
 @dataclass
@@ -84,10 +87,37 @@ class _Search:
     samples: int = 0
     max_depth: int = 0
     bab: BabOutcome | None = None
+    progress: Callable[[dict], None] | None = None
+    progress_every: float = PROGRESS_SECONDS
+    started: float = field(default_factory=time.perf_counter)
+    region: int = 0
+    n_regions: int = 1
+    live: BabOutcome | SplitOutcome | None = None  # the branch and bound under way
+    _next_report: float = 0.0
 
     def check_time(self) -> None:
-        if time.perf_counter() > self.deadline:
+        now = time.perf_counter()
+        if now > self.deadline:
             raise _Deadline
+        if self.progress is not None and now >= self._next_report:
+            if self._next_report:  # not at the start
+                self.progress(self.snapshot(now))
+            self._next_report = now + self.progress_every
+
+    def snapshot(self, now: float) -> dict:
+        """What ``verify(progress=...)`` reports: seconds so far, the region (1-based) and their number,
+        boxes (branch-and-bound sub-problems included), samples, depth, and with ReLU branch and bound under
+        way its ``global_bound`` (the worst open sub-problem's; > 0 proves the region), ``root_bound`` and
+        seconds of MILP bounds so far."""
+        live = self.live
+        boxes = self.boxes + (live.subproblems if isinstance(live, BabOutcome) else live.boxes if live else 0)
+        depth = max(self.max_depth, live.max_depth if live else 0)
+        out = {"time_s": now - self.started, "region": self.region + 1, "regions": self.n_regions, "boxes": boxes,
+               "samples": self.samples, "max_depth": depth}
+        if isinstance(live, BabOutcome):
+            out.update(global_bound=live.global_bound, root_bound=live.root_bound,
+                       time_milp_s=live.time_milp + live.time_subproblem_milp)
+        return out
 
 
 def spec_network(net: Network, rows: np.ndarray, offsets: np.ndarray) -> Network:
@@ -233,7 +263,7 @@ def _batched_split(search: _Search, region: Region, chain, A, b, strict, slices,
     check = lambda x: _counterexample(search, region, x)  # noqa: E731
     # rare counterexamples (ACAS Xu prop_7 on 1_9, prop_2 on 5_3): growing attacks on the whole region
     region_attack = RegionAttack(forward, backward, A, b, slices, lo0, hi0, check, search.rng, search.check_time)
-    outcome = SplitOutcome("holds")
+    outcome = search.live = SplitOutcome("holds")
     try:
         with thread_budget(1):  # small products: one BLAS thread is faster, and leaves a core to other jobs
             split_search(chain, RowSets(A, b, strict, tuple(slices)), lo0, hi0, forward=forward,
@@ -241,6 +271,7 @@ def _batched_split(search: _Search, region: Region, chain, A, b, strict, slices,
                          attack=lambda lo, hi: _falsify(search, region, lo, hi, A, b, slices, 16, 8),
                          background=region_attack, check_time=search.check_time, out=outcome)
     finally:
+        search.live = None
         search.boxes += outcome.boxes
         search.analyses += outcome.rounds + 1
         search.max_depth = max(search.max_depth, outcome.max_depth)
@@ -255,7 +286,7 @@ def _relu_bab(search: _Search, region: Region, chain, A, b, strict, slices, lo0,
         search.samples += len(x)
         return search.net.forward(x.reshape(shape)) @ A.T - b
 
-    outcome = search.bab = BabOutcome()
+    outcome = search.bab = search.live = BabOutcome()
     options = BabOptions.for_network(search.net, memory_bytes=search.bab_bytes)
     left = search.deadline - time.perf_counter()
     if np.isfinite(left):  # MILP bounds take a share of the time the search would have after them
@@ -266,6 +297,7 @@ def _relu_bab(search: _Search, region: Region, chain, A, b, strict, slices, lo0,
                  options=options, forward=margins, out=outcome, deadline=search.deadline,
                  attack=lambda starts: _falsify(search, region, lo0, hi0, A, b, slices, 0, 10, starts))
     finally:
+        search.live = None
         search.boxes += outcome.subproblems
         search.analyses += outcome.rounds + 1
         search.max_depth = max(search.max_depth, outcome.max_depth)
@@ -340,14 +372,17 @@ def _verify_region(search: _Search, region: Region, split: bool, n_samples: int,
 
 def verify(net: Network, spec: Spec, domain: str = "deeppoly", timeout: float = 60.0, memory_budget=None, *,
            storage: str | None = None, seed: int = 0, split: bool = True, samples: int = 256,
-           pgd_steps: int = 20, method: str = "auto") -> Verdict:
+           pgd_steps: int = 20, method: str = "auto", progress: Callable[[dict], None] | None = None,
+           progress_every: float | None = None) -> Verdict:
     """Decide ``spec`` on ``net`` within ``timeout`` seconds (see the module docstring).
 
     Returns a ``Verdict``: "holds" (every unsafe disjunct proved empty), "violated" (with a
     counterexample (x, y) re-checked by ``net.forward``), "unknown", or "timeout". ``method`` picks the
     branch and bound (``METHODS``; ReLU branch and bound and batched input splitting need the DeepPoly
     domain); ``split=False`` turns branch and bound off. ``memory_budget`` also bounds ReLU branch and
-    bound (its explicit layer matrices, queue and batches).
+    bound (its explicit layer matrices, queue and batches). ``progress(report)`` is called about every
+    ``progress_every`` seconds (default ``PROGRESS_SECONDS``) while the search runs (``_Search.snapshot``'s dict: seconds, region, boxes,
+    depth, and ReLU branch and bound's global bound); an exception it raises ends the verification.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -361,10 +396,11 @@ def verify(net: Network, spec: Spec, domain: str = "deeppoly", timeout: float = 
     if storage is not None or memory_budget is not None:
         kwargs["storage"] = storage or "auto"
     search = _Search(net, t0 + float(timeout), np.random.default_rng(seed), domain, kwargs, method,
-                     DEFAULT_BAB_BYTES if memory_budget is None else parse_bytes(memory_budget))
+                     DEFAULT_BAB_BYTES if memory_budget is None else parse_bytes(memory_budget), progress=progress,
+                     progress_every=PROGRESS_SECONDS if progress_every is None else float(progress_every), started=t0, n_regions=len(spec.regions))
     status, cex = "holds", None
     try:
-        for region in spec.regions:
+        for search.region, region in enumerate(spec.regions):
             outcome = _verify_region(search, region, split, samples, pgd_steps)
             if isinstance(outcome, tuple):
                 status, cex = "violated", outcome

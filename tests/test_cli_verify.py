@@ -97,7 +97,7 @@ def test_verify_options_reach_verify(files, capsys, monkeypatch):
                           "--method", "bab", "--out", files / "r")
     assert code == 0 and stdout.startswith("timeout (timeout)")
     assert seen == {"domain": "deeppoly", "timeout": 2.5, "memory_budget": "64MiB", "storage": "csr", "seed": 7,
-                    "method": "bab"}
+                    "method": "bab", "progress": None}
     assert (files / "r").read_text() == "timeout\n"
 
 
@@ -270,3 +270,23 @@ def test_prepare_instance_stops_recorded_leftovers_only(files):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_verify_verbose_prints_progress_on_stderr(tmp_path, capsys, monkeypatch):
+    """``-v`` prints the search's progress on stderr (here at every check: ``PROGRESS_SECONDS`` 0), stdout
+    keeps only the verdict; without it stderr stays empty."""
+    from tests.bab.test_search import _net_and_min
+    from tests.bab.test_search import _prop as box_prop
+
+    net, lo, hi, m = _net_and_min(0)
+    save_onnx(net, tmp_path / "net.onnx", dtype="float64")
+    (tmp_path / "p.vnnlib").write_text(box_prop(lo, hi, f"(assert (<= Y_0 {float(m - 0.02)!r}))\n"))
+    monkeypatch.setattr(VERIFY_MODULE, "PROGRESS_SECONDS", 0.0)
+    code, stdout, err = run(capsys, "verify", tmp_path / "net.onnx", tmp_path / "p.vnnlib", "--method", "bab", "-v")
+    assert code == 0 and stdout.startswith("holds (unsat)") and stdout.count("\n") == 1
+    lines = err.splitlines()
+    assert lines and all(line.startswith("[") and " s] region 1/1: " in line and " boxes, depth " in line
+                         for line in lines), err
+    assert any("global bound" in line for line in lines)
+    code, stdout, err = run(capsys, "verify", tmp_path / "net.onnx", tmp_path / "p.vnnlib", "--method", "bab")
+    assert code == 0 and stdout.startswith("holds (unsat)") and err == ""

@@ -98,3 +98,45 @@ def test_acasxu_never_wrong(instance):
         for region in spec.regions:
             pts = region.box.sample(3000, rng=rng).reshape(-1, net.input_size)
             assert not spec.is_counterexample(pts, net.forward(pts)).any()
+
+
+def _bab_case(seed: int):
+    """A 3-input ReLU net and a property that holds by 0.02 (exact minimum by enumeration), for ReLU branch and bound."""
+    from tests.bab.test_search import _net_and_min
+    from tests.bab.test_search import _prop as box_prop
+
+    net, lo, hi, m = _net_and_min(seed)
+    return net, parse_vnnlib(box_prop(lo, hi, f"(assert (<= Y_0 {float(m - 0.02)!r}))\n"), net)
+
+
+def test_verify_reports_progress_while_it_searches():
+    """With ``progress_every`` 0 every check of the clock after the first reports: seconds and boxes never go
+    back, the region is the only one, ReLU branch and bound's reports carry its global bound (never above
+    the proof's 0 before it ends), and the verdict is the one of a run without reports."""
+    with_bab = 0
+    for seed in range(4):
+        net, spec = _bab_case(seed)
+        reports = []
+        v = absint.verify(net, spec, timeout=30, method="bab", samples=0, pgd_steps=0, progress=reports.append,
+                          progress_every=0.0)
+        assert v.status == absint.verify(net, spec, timeout=30, method="bab", samples=0, pgd_steps=0).status == "holds"
+        assert reports, seed
+        times, boxes = [r["time_s"] for r in reports], [r["boxes"] for r in reports]
+        assert times == sorted(times) and times[-1] <= v.stats["time_s"] and boxes == sorted(boxes)
+        assert all(r["region"] == 1 and r["regions"] == 1 for r in reports)
+        bab = [r for r in reports if "global_bound" in r]
+        with_bab += bool(bab)
+        assert all(not r["global_bound"] > 0 or r is bab[-1] for r in bab[:-1])
+    assert with_bab > 0
+
+
+def test_an_error_in_the_progress_callback_ends_the_verification():
+    class Enough(Exception):
+        pass
+
+    def stop(report):
+        raise Enough
+
+    net, spec = _bab_case(0)
+    with pytest.raises(Enough):
+        absint.verify(net, spec, timeout=30, method="bab", samples=0, pgd_steps=0, progress=stop, progress_every=0.0)
