@@ -246,7 +246,8 @@ def _progress_line(report: dict) -> str:
             f"depth {report['max_depth']}, {report['samples']} samples")
     if "global_bound" in report:
         line += (f"; ReLU branch and bound: global bound {report['global_bound']:.6g} "
-                 f"(root {report['root_bound']:.6g}), MILPs {report['time_milp_s']:.1f} s")
+                 f"(root {report['root_bound']:.6g}), MILPs {report['time_milp_s']:.1f} s"
+                 + (" (the root's MILP bounds under way)" if report["milp_running"] else ""))
     return line
 
 

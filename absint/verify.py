@@ -107,16 +107,17 @@ class _Search:
     def snapshot(self, now: float) -> dict:
         """What ``verify(progress=...)`` reports: seconds so far, the region (1-based) and their number,
         boxes (branch-and-bound sub-problems included), samples, depth, and with ReLU branch and bound under
-        way its ``global_bound`` (the worst open sub-problem's; > 0 proves the region), ``root_bound`` and
-        seconds of MILP bounds so far."""
+        way its ``global_bound`` (the worst open sub-problem's; > 0 proves the region), ``root_bound``, seconds
+        of MILP bounds so far, and whether the root's MILP bounds are under way (``milp_running``)."""
         live = self.live
         boxes = self.boxes + (live.subproblems if isinstance(live, BabOutcome) else live.boxes if live else 0)
         depth = max(self.max_depth, live.max_depth if live else 0)
         out = {"time_s": now - self.started, "region": self.region + 1, "regions": self.n_regions, "boxes": boxes,
                "samples": self.samples, "max_depth": depth}
         if isinstance(live, BabOutcome):
-            out.update(global_bound=live.global_bound, root_bound=live.root_bound,
-                       time_milp_s=live.time_milp + live.time_subproblem_milp)
+            running = live.milp_started is not None
+            out.update(global_bound=live.global_bound, root_bound=live.root_bound, milp_running=running,
+                       time_milp_s=live.time_milp + live.time_subproblem_milp + (now - live.milp_started if running else 0.0))
         return out
 
 

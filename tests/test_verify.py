@@ -140,3 +140,25 @@ def test_an_error_in_the_progress_callback_ends_the_verification():
     net, spec = _bab_case(0)
     with pytest.raises(Enough):
         absint.verify(net, spec, timeout=30, method="bab", samples=0, pgd_steps=0, progress=stop, progress_every=0.0)
+
+
+def test_progress_counts_the_milp_bounds_under_way():
+    """While the root's MILP bounds run (``BabOutcome.milp_started``) a report counts their seconds so far
+    and says so; after them, only the seconds they took."""
+    import time
+
+    from absint.bab.search import BabOutcome
+    from absint.cli import _progress_line
+    from absint.verify import _Search
+
+    now = time.perf_counter()
+    search = _Search(abs_net(), now + 60.0, np.random.default_rng(0), "deeppoly", {}, started=now - 7.0)
+    search.live = BabOutcome(time_milp=1.5, time_subproblem_milp=0.5, milp_started=now - 4.0, subproblems=12)
+    report = search.snapshot(now)
+    assert report["milp_running"] and report["time_milp_s"] == pytest.approx(6.0) and report["boxes"] == 12
+    assert report["time_s"] == pytest.approx(7.0)
+    assert "MILPs 6.0 s (the root's MILP bounds under way)" in _progress_line(report)
+    search.live.milp_started = None
+    report = search.snapshot(now)
+    assert not report["milp_running"] and report["time_milp_s"] == pytest.approx(2.0)
+    assert "under way" not in _progress_line(report)

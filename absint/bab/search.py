@@ -185,6 +185,7 @@ class BabOutcome:
     subproblem_milps: int = 0  # exact MILPs of queued sub-problems (``BabOptions.milp_polish``)
     milp_closed: int = 0  # sub-problems those closed
     time_subproblem_milp: float = 0.0
+    milp_started: float | None = None  # ``time.perf_counter()`` when the root's MILP bounds under way began
 
     def stats(self) -> dict:
         return {"subproblems": self.subproblems, "rounds": self.rounds, "max_depth": self.max_depth,
@@ -472,7 +473,7 @@ def _milp_root(chain, rows: RowSets, lo0, hi0, root_layers, options: BabOptions,
                           (options.root_iterations, LR_ALPHA, LR_BETA), check_time)[0]
         return _proved(low, rows, root, feasible)
 
-    t = time.perf_counter()
+    t = out.milp_started = time.perf_counter()
     try:
         seconds = min(options.milp_seconds, deadline - t)
         layers, empty = milp_intermediate(chain, root_layers, lo0, hi0, options.milp_layers, seconds,
@@ -481,6 +482,7 @@ def _milp_root(chain, rows: RowSets, lo0, hi0, root_layers, options: BabOptions,
                                           proved=proved)
     finally:
         out.time_milp += time.perf_counter() - t
+        out.milp_started = None
     out.restarts += 1
     if empty:
         return None
