@@ -116,8 +116,9 @@ class _Search:
                "samples": self.samples, "max_depth": depth}
         if isinstance(live, BabOutcome):
             running = live.milp_started is not None
+            milp = live.time_milp + live.time_subproblem_milp + (now - live.milp_started if running else 0.0)
             out.update(global_bound=live.global_bound, root_bound=live.root_bound, milp_running=running,
-                       time_milp_s=live.time_milp + live.time_subproblem_milp + (now - live.milp_started if running else 0.0))
+                       time_milp_s=milp)
         return out
 
 
@@ -382,8 +383,9 @@ def verify(net: Network, spec: Spec, domain: str = "deeppoly", timeout: float = 
     branch and bound (``METHODS``; ReLU branch and bound and batched input splitting need the DeepPoly
     domain); ``split=False`` turns branch and bound off. ``memory_budget`` also bounds ReLU branch and
     bound (its explicit layer matrices, queue and batches). ``progress(report)`` is called about every
-    ``progress_every`` seconds (default ``PROGRESS_SECONDS``) while the search runs (``_Search.snapshot``'s dict: seconds, region, boxes,
-    depth, and ReLU branch and bound's global bound); an exception it raises ends the verification.
+    ``progress_every`` seconds (default ``PROGRESS_SECONDS``) while the search runs, with
+    ``_Search.snapshot``'s dict (seconds, region, boxes, depth, and ReLU branch and bound's global bound);
+    an exception it raises ends the verification.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -398,7 +400,8 @@ def verify(net: Network, spec: Spec, domain: str = "deeppoly", timeout: float = 
         kwargs["storage"] = storage or "auto"
     search = _Search(net, t0 + float(timeout), np.random.default_rng(seed), domain, kwargs, method,
                      DEFAULT_BAB_BYTES if memory_budget is None else parse_bytes(memory_budget), progress=progress,
-                     progress_every=PROGRESS_SECONDS if progress_every is None else float(progress_every), started=t0, n_regions=len(spec.regions))
+                     progress_every=PROGRESS_SECONDS if progress_every is None else float(progress_every),
+                     started=t0, n_regions=len(spec.regions))
     status, cex = "holds", None
     try:
         for search.region, region in enumerate(spec.regions):

@@ -101,7 +101,8 @@ def test_acasxu_never_wrong(instance):
 
 
 def _bab_case(seed: int):
-    """A 3-input ReLU net and a property that holds by 0.02 (exact minimum by enumeration), for ReLU branch and bound."""
+    """A 3-input ReLU net and a property that holds by 0.02 (its exact minimum by enumeration), for ReLU
+    branch and bound."""
     from tests.bab.test_search import _net_and_min
     from tests.bab.test_search import _prop as box_prop
 
