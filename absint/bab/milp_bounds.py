@@ -73,7 +73,6 @@ import scipy.sparse as sp
 from ..domains.deeppoly_batch import AffineReluChain
 from ..network import Affine, ReLU
 from .highs_solve import highs_minimise
-from .lp_branch import PersistentLp, lp_branch_minimise
 from .slopes import optimise_intermediate
 
 #: time limit of one solve (a deadline waits for the running ones)
@@ -83,10 +82,6 @@ CHECK_SECONDS = 0.25
 #: binaries per MILP (the unstable neurons that move its objective most; ``_Model.integral_for``), the
 #: others relaxed to their triangle
 MILP_BINARIES = 20
-#: LPs of the branch and bound of our own (``lp_branch``) before a second-layer neuron's solve goes to
-#: HiGHS's MILP solver: on mnistfc 256x6 prop_0_0.03 its trees had 33-799 nodes of about 2.5 ms, and it
-#: reached HiGHS's bounds in 8.2 s where HiGHS took 14.5 s; deeper layers' trees are HiGHS's (session 23)
-LP_BRANCH_NODES = 400
 #: outward move of each solver bound, relative to the magnitude of its terms
 MARGIN = 1e-6
 #: weight of the first refined layer (the second hidden one) in the shares of the MILP time, the later
@@ -209,41 +204,28 @@ class _Model:
         return sp.csr_array((v, (r, c)), shape=(n_rows, n_vars))
 
     def minimum(self, c_out: np.ndarray, seconds: float, binaries: int | None = None,
-                enough: float | None = None, branch_nodes: int = 0) -> float:
+                enough: float | None = None) -> float:
         """A lower bound of c_out · a_out (the outputs of the last hidden layer before ``top``) over the
         encoding with at most ``binaries`` binaries (``integral_for``; None: all): HiGHS's dual bound after
         at most ``seconds``, moved outward by ``MARGIN``; -inf when the solver gives none. With ``enough``,
         the solve may stop as soon as its bound reaches it (HiGHS's ``objective_bound`` cutoff: no
-        solution below the target exists), and then returns a bound >= ``enough``, not the minimum. With
-        ``branch_nodes`` > 0 a branch and bound on the encoding's LP (``lp_branch``) tries first with that
-        many LPs; HiGHS's MILP solver gets what it leaves open."""
-        return self.solve(c_out, seconds, binaries, enough, branch_nodes=branch_nodes)[0]
+        solution below the target exists), and then returns a bound >= ``enough``, not the minimum."""
+        return self.solve(c_out, seconds, binaries, enough)[0]
 
     def solve(self, c_out: np.ndarray, seconds: float, binaries: int | None = None, enough: float | None = None,
-              infeasible: float = -np.inf, branch_nodes: int = 0) -> tuple[float, np.ndarray | None]:
+              infeasible: float = -np.inf) -> tuple[float, np.ndarray | None]:
         """``minimum``'s bound, ``infeasible`` in its place when HiGHS finds no point of the encoding (without
         a cutoff), and the input x of the best point HiGHS found (None if none)."""
         c = np.zeros(self.n_vars)
         c[self.out:self.out + self.live.size] = c_out[self.live]
         scale = np.abs(c) @ np.maximum(np.abs(self.col_lo), np.abs(self.col_hi))
-        started = time.perf_counter()
         options = {"time_limit": max(seconds, 1e-3), **HIGHS_OPTIONS}
         target = None
         if enough is not None and np.isfinite(enough):
             target = enough + 2.0 * MARGIN * (scale + abs(enough) + 1.0)  # >= enough after the margin
             options["objective_bound"] = target
-        integral = self.integral_for(c_out, binaries)
-        floor = -np.inf  # a lower bound the LP branch and bound leaves when it does not close its tree
-        if branch_nodes > 0 and integral.any():
-            lp = PersistentLp(self.matrix, self.row_lo, self.row_hi, self.col_lo, self.col_hi)  # per solve: its
-            # result depends on no earlier solve's basis (deterministic whatever the threads' order)
-            branched = lp_branch_minimise(lp, c, np.flatnonzero(integral), np.flatnonzero(self.integrality),
-                                          started + seconds, branch_nodes, target)
-            if branched.closed:
-                return self._outward(branched.lower, scale, infeasible), None
-            floor = branched.lower
-            options["time_limit"] = max(seconds - (time.perf_counter() - started), 1e-3)
-        res = highs_minimise(c, self.matrix, self.row_lo, self.row_hi, self.col_lo, self.col_hi, integral, options)
+        res = highs_minimise(c, self.matrix, self.row_lo, self.row_hi, self.col_lo, self.col_hi,
+                             self.integral_for(c_out, binaries), options)
         value = res.dual_bound
         if target is not None:
             # with the cutoff, the nodes pruned against it leave the reported dual bound: only min(bound,
@@ -255,16 +237,9 @@ class _Model:
         x = None if res.x is None else res.x[:self.n_inputs]
         if target is None and res.infeasible:  # no point meets the encoding
             return infeasible, x
-        return self._outward(max(value, floor), scale, infeasible), x
-
-    @staticmethod
-    def _outward(value: float, scale: float, infeasible: float) -> float:
-        """A solver's bound moved outward by ``MARGIN`` (-inf stays; +inf, no point, becomes ``infeasible``)."""
-        if value == np.inf:
-            return infeasible
         if not np.isfinite(value):
-            return -np.inf
-        return float(value - MARGIN * (scale + abs(value) + 1.0))
+            return -np.inf, x
+        return float(value - MARGIN * (scale + abs(value) + 1.0)), x
 
 
 def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: np.ndarray, n_layers: int,
@@ -481,7 +456,6 @@ def _tighten_layer(chain, layers, lo, hi, top, unstable, pool, stop, binaries, c
     if not unstable.size:
         return 0, unstable
     model = _Model(chain, layers, lo, hi, top)
-    branch_nodes = LP_BRANCH_NODES if len(model.first_binary) == 1 else 0  # binaries of the first layer only
     W = sp.csr_array(chain.layers[top].weight)[unstable].toarray()
     bias = np.asarray(chain.layers[top].bias, np.float64)[unstable]
     l, u = layers[top][0][0], layers[top][1][0]
@@ -497,7 +471,7 @@ def _tighten_layer(chain, layers, lo, hi, top, unstable, pool, stop, binaries, c
                 return solves
             first = solves == 0  # it may stop once it proves the neuron stable: value >= -side b
             value = model.minimum(side * W[i], min(left, MAX_SOLVE_SECONDS), binaries,
-                                  enough=-side * bias[i] if first else None, branch_nodes=branch_nodes)
+                                  enough=-side * bias[i] if first else None)
             solves += 1
             if side > 0:
                 lower[i] = max(lower[i], value + bias[i])

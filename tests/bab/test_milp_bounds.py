@@ -213,9 +213,9 @@ def test_a_deadline_drops_the_least_important_neurons_first(monkeypatch):
     real = milp_bounds._Model.minimum
     W2 = chain.layers[2].weight
 
-    def recording(self, c_out, seconds, binaries=None, enough=None, **kwargs):
+    def recording(self, c_out, seconds, binaries=None, enough=None):
         solved.append(next(i for i in range(3) if np.allclose(np.abs(c_out), np.abs(W2[i]))))
-        return real(self, c_out, seconds, binaries, enough, **kwargs)
+        return real(self, c_out, seconds, binaries, enough)
 
     def clock():  # every reading before the first solve is 0; every later one is past the deadline
         return 100.0 if solved else 0.0
@@ -250,9 +250,9 @@ def test_the_time_the_last_layer_leaves_goes_back_to_the_neurons_the_first_dropp
     now = [0.0]
     solves = []  # (layer, neuron, clock after the solve)
 
-    def costly(self, c_out, seconds, binaries=None, enough=None, **kwargs):
+    def costly(self, c_out, seconds, binaries=None, enough=None):
         top = second if len(self.first_binary) == 1 else third  # the hidden layers it encodes
-        value = real(self, c_out, seconds, binaries, enough, **kwargs)
+        value = real(self, c_out, seconds, binaries, enough)
         i = next(i for i in range(W[top].shape[0]) if np.allclose(np.abs(c_out), np.abs(W[top][i])))
         now[0] += 1.0 if top == second else 0.0
         solves.append((top, i, now[0]))
@@ -309,10 +309,10 @@ def test_a_solve_that_proves_a_neuron_stable_skips_its_other_side(monkeypatch):
     sides = []
     real = milp_bounds._Model.minimum
 
-    def recording(self, c_out, seconds, binaries=None, enough=None, **kwargs):
+    def recording(self, c_out, seconds, binaries=None, enough=None):
         j = np.flatnonzero(c_out)[0]  # neuron 0 reads the first ReLU output, neuron 1 only the last
         sides.append((int(j == 3), float(np.sign(c_out[j]))))
-        return real(self, c_out, seconds, binaries, enough, **kwargs)
+        return real(self, c_out, seconds, binaries, enough)
 
     monkeypatch.setattr(milp_bounds._Model, "minimum", recording)
     tight, _ = milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=10.0, threads=1)
