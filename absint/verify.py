@@ -93,16 +93,15 @@ class _Search:
     region: int = 0
     n_regions: int = 1
     live: BabOutcome | SplitOutcome | None = None  # the branch and bound under way
-    _next_report: float = 0.0
+    next_report: float = np.inf  # ``time.perf_counter()`` of the next progress report
 
     def check_time(self) -> None:
         now = time.perf_counter()
         if now > self.deadline:
             raise _Deadline
-        if self.progress is not None and now >= self._next_report:
-            if self._next_report:  # not at the start
-                self.progress(self.snapshot(now))
-            self._next_report = now + self.progress_every
+        if self.progress is not None and now >= self.next_report:
+            self.next_report = now + self.progress_every
+            self.progress(self.snapshot(now))
 
     def snapshot(self, now: float) -> dict:
         """What ``verify(progress=...)`` reports: seconds so far, the region (1-based) and their number,
@@ -402,6 +401,7 @@ def verify(net: Network, spec: Spec, domain: str = "deeppoly", timeout: float = 
                      DEFAULT_BAB_BYTES if memory_budget is None else parse_bytes(memory_budget), progress=progress,
                      progress_every=PROGRESS_SECONDS if progress_every is None else float(progress_every),
                      started=t0, n_regions=len(spec.regions))
+    search.next_report = t0 + search.progress_every
     status, cex = "holds", None
     try:
         for search.region, region in enumerate(spec.regions):
