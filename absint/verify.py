@@ -93,7 +93,10 @@ class _Search:
     region: int = 0
     n_regions: int = 1
     live: BabOutcome | SplitOutcome | None = None  # the branch and bound under way
-    next_report: float = np.inf  # ``time.perf_counter()`` of the next progress report
+    next_report: float = field(init=False)  # ``time.perf_counter()`` of the next progress report
+
+    def __post_init__(self) -> None:
+        self.next_report = self.started + self.progress_every
 
     def check_time(self) -> None:
         now = time.perf_counter()
@@ -401,7 +404,6 @@ def verify(net: Network, spec: Spec, domain: str = "deeppoly", timeout: float = 
                      DEFAULT_BAB_BYTES if memory_budget is None else parse_bytes(memory_budget), progress=progress,
                      progress_every=PROGRESS_SECONDS if progress_every is None else float(progress_every),
                      started=t0, n_regions=len(spec.regions))
-    search.next_report = t0 + search.progress_every
     status, cex = "holds", None
     try:
         for search.region, region in enumerate(spec.regions):
