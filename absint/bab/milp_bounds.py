@@ -72,7 +72,7 @@ import scipy.sparse as sp
 
 from ..domains.deeppoly_batch import AffineReluChain
 from ..network import Affine, ReLU
-from .highs_solve import highs_minimise
+from .highs_solve import PersistentLp, highs_minimise
 from .slopes import optimise_intermediate
 
 #: time limit of one solve (a deadline waits for the running ones)
@@ -88,6 +88,9 @@ MARGIN = 1e-6
 #: layers' 1: on mnistfc 256x4 prop_8_0.05 (300 s) the second layer needs 159 s and the third 33 s after
 #: it; with equal shares (and the second pass) the root bound was -0.36, with 3:1 -0.245
 FIRST_LAYER_WEIGHT = 3.0
+#: share of the MILP time kept from the first refined layers for the LP bounds of the later ones
+#: (``milp_intermediate`` with ``later``), which their partial MILPs then refine in the time left
+LATER_LP_SHARE = 0.1
 #: HiGHS options (``highs_solve``): only the dual bound is used,
 #: so the primal heuristics are off; on mnistfc 256x4 prop_4_0.05 a second-layer neuron's exact bound
 #: took 2.7 s instead of 5.2 s (the sub-MIP heuristics had taken 4 s of the root). Presolve is off: it
@@ -173,6 +176,15 @@ class _Model:
         self.col_lo, self.col_hi = np.concatenate(var_lo), np.concatenate(var_hi)
         self.integrality = np.concatenate(integral)
         self.n_binaries = int(self.integrality.sum())
+        self._lps = threading.local()
+
+    def _lp(self) -> PersistentLp:
+        """The calling thread's LP of the encoding without binaries (its solves start from its last basis)."""
+        lp = getattr(self._lps, "lp", None)
+        if lp is None:
+            lp = self._lps.lp = PersistentLp(self.matrix, self.row_lo, self.row_hi, self.col_lo, self.col_hi,
+                                             {"presolve": "off"})
+        return lp
 
     def integral_for(self, c_out: np.ndarray, binaries: int | None) -> np.ndarray:
         """The integrality vector that keeps as binaries only the ``binaries`` unstable neurons whose
@@ -215,17 +227,22 @@ class _Model:
     def solve(self, c_out: np.ndarray, seconds: float, binaries: int | None = None, enough: float | None = None,
               infeasible: float = -np.inf) -> tuple[float, np.ndarray | None]:
         """``minimum``'s bound, ``infeasible`` in its place when HiGHS finds no point of the encoding (without
-        a cutoff), and the input x of the best point HiGHS found (None if none)."""
+        a cutoff), and the input x of the best point HiGHS found (None if none). Without binaries the LP is
+        solved on the calling thread's persistent model (``PersistentLp``), from its last basis."""
         c = np.zeros(self.n_vars)
         c[self.out:self.out + self.live.size] = c_out[self.live]
         scale = np.abs(c) @ np.maximum(np.abs(self.col_lo), np.abs(self.col_hi))
         options = {"time_limit": max(seconds, 1e-3), **HIGHS_OPTIONS}
+        integral = self.integral_for(c_out, binaries)
         target = None
-        if enough is not None and np.isfinite(enough):
+        # an LP (no binary kept) stopped by the cutoff reports no bound, and it is cheap anyway: no cutoff
+        if enough is not None and np.isfinite(enough) and integral.any():
             target = enough + 2.0 * MARGIN * (scale + abs(enough) + 1.0)  # >= enough after the margin
             options["objective_bound"] = target
-        res = highs_minimise(c, self.matrix, self.row_lo, self.row_hi, self.col_lo, self.col_hi,
-                             self.integral_for(c_out, binaries), options)
+        if integral.any():
+            res = highs_minimise(c, self.matrix, self.row_lo, self.row_hi, self.col_lo, self.col_hi, integral, options)
+        else:
+            res = self._lp().minimise(c, seconds)
         value = res.dual_bound
         if target is not None:
             # with the cutoff, the nodes pruned against it leave the reported dual bound: only min(bound,
@@ -254,9 +271,10 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
     and its neurons are solved most important first (``_importance``), so a deadline drops the ones that
     move the outputs least; a neuron's second solve is skipped when its first proves it stable
     (``_tighten_layer``). The time left after the last layer goes back to the neurons the earlier ones
-    dropped, in a second pass (earliest layer first, equal shares). With ``later``, the time those layers
-    leave then goes to the hidden layers after them but the last the same way (equal shares, then their
-    second pass). After each layer's first pass, ``proved(layers)`` (the caller's test that the bounds so
+    dropped, in a second pass (earliest layer first, equal shares). With ``later``, those layers get
+    1 - ``LATER_LP_SHARE`` of the time, and the hidden layers after them but the last then get their LP
+    bounds (the encoding without binaries) and partial MILPs in the time left, the same way (equal
+    shares, then their second pass). After each layer's first pass, ``proved(layers)`` (the caller's test that the bounds so
     far decide its problem) may end the refinement. With ``iterations`` > 0, the bounds of the layers
     after each refined one are optimised again under it (alpha-CROWN, ``optimise_intermediate``) before
     the next layer's encoding is built. Returns a new ``layers`` list, each bound the tighter of the given
@@ -265,18 +283,20 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
     lo, hi = np.asarray(lo, np.float64).ravel(), np.asarray(hi, np.float64).ravel()
     hidden = [k for k in range(len(chain.layers) - 1)
               if isinstance(chain.layers[k], Affine) and isinstance(chain.layers[k + 1], ReLU)]
-    groups = [(hidden[1:1 + n_layers], FIRST_LAYER_WEIGHT)]
-    if later:  # the last hidden layer is left to the search's splits
-        groups.append((hidden[1 + n_layers:-1], 1.0))
-    stop = time.perf_counter() + seconds
+    start = time.perf_counter()
+    stop = start + seconds
+    groups = [(hidden[1:1 + n_layers], FIRST_LAYER_WEIGHT, binaries, stop)]
+    if later and hidden[1 + n_layers:-1]:  # the last hidden layer is left to the search's splits
+        groups[0] = groups[0][:3] + (start + seconds * (1.0 - LATER_LP_SHARE),)
+        groups += [(hidden[1 + n_layers:-1], 1.0, 0, stop), (hidden[1 + n_layers:-1], 1.0, binaries, stop)]
     pool = ThreadPoolExecutor(max(1, threads))
     try:
         with _solver_prints_to_stderr():
-            for tops, first_weight in groups:
-                if not tops or time.perf_counter() >= stop:
-                    break
-                empty, done = _refine_layers(chain, layers, lo, hi, tops, first_weight, pool, stop, binaries, iterations,
-                                             check_time, proved)
+            for tops, first_weight, group_binaries, group_stop in groups:
+                if not tops or time.perf_counter() >= group_stop:
+                    continue
+                empty, done = _refine_layers(chain, layers, lo, hi, tops, first_weight, pool, group_stop,
+                                             group_binaries, iterations, check_time, proved)
                 if empty or done:
                     return layers, empty
     finally:  # on a deadline or Ctrl-C the queued solves are dropped; running ones end within their limit

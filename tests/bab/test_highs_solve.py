@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from absint.bab import milp_bounds
-from absint.bab.highs_solve import highs_minimise
+from absint.bab.highs_solve import PersistentLp, highs_minimise
 from absint.domains.deeppoly_batch import AffineReluChain
 from tests.bab.test_milp_bounds import _root_layers
 from tests.domains.test_deeppoly_batch import random_chain
@@ -31,6 +31,25 @@ def test_lp_optimum_equals_linprog(seed):
     assert res.optimal and not res.infeasible
     assert res.dual_bound == pytest.approx(ref.fun, abs=1e-7)
     assert res.x is not None and np.all(A @ res.x <= row_hi + 1e-7)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_persistent_lp_gives_each_objective_its_own_optimum(seed):
+    """``PersistentLp`` solves a sequence of objectives over one set of constraints from each other's bases:
+    every optimum equals linprog's on that objective alone, in any order; an unknown option is reported."""
+    rng = np.random.default_rng(20 + seed)
+    n, m = 12, 8
+    A = rng.normal(size=(m, n))
+    row_hi = A @ rng.random(n) + rng.random(m)
+    lp = PersistentLp(sp.csr_array(A), np.full(m, -np.inf), row_hi, np.zeros(n), np.ones(n), {"presolve": "off"})
+    for c in rng.normal(size=(10, n)):
+        res = lp.minimise(c, 10.0)
+        ref = linprog(c, A_ub=A, b_ub=row_hi, bounds=[(0, 1)] * n)
+        assert res.optimal and not res.infeasible
+        assert res.dual_bound == pytest.approx(ref.fun, abs=1e-7)
+        assert res.x is not None and c @ res.x == pytest.approx(ref.fun, abs=1e-7)
+    with pytest.raises(ValueError, match="no_such_option"):
+        PersistentLp(sp.csr_array(A), np.full(m, -np.inf), row_hi, np.zeros(n), np.ones(n), {"no_such_option": 1})
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import absint
+from absint.bab.highs_solve import highs_minimise
 from absint.bab.milp_bounds import milp_intermediate
 from absint.bab.search import BabOptions, relu_bab
 from absint.domains.deeppoly_batch import AffineReluChain, ReluSplits, deeppoly_boxes
@@ -96,7 +97,8 @@ def test_later_layers_get_the_time_left_unless_the_caller_is_done(seed):
     assert all(np.array_equal(a, c) and np.array_equal(b, d) for (a, b), (c, d) in zip(first, done))
     full, _ = milp_intermediate(chain, layers, lo, hi, n_layers=1, seconds=60.0, threads=2, binaries=None,
                                 later=True, proved=answer(False))
-    assert asked == [len(layers)] * (1 + len(hidden[1:-1]))  # once above, then after each refined layer
+    # once above, then after the first refined layer, and after each later one's LP and MILP passes
+    assert asked == [len(layers)] * (2 + 2 * len(hidden[2:-1]))
     assert np.array_equal(full[hidden[1]][0], first[hidden[1]][0])
     assert np.array_equal(full[hidden[1]][1], first[hidden[1]][1])
     assert all(np.array_equal(a, c) for a, c in zip(first[hidden[-1]], full[hidden[-1]]))  # left to the search
@@ -113,6 +115,31 @@ def test_later_layers_get_the_time_left_unless_the_caller_is_done(seed):
             assert tl[i] <= low + 1e-12 and tu[i] >= high - 1e-12, (top, i, tl[i], low, tu[i], high)
     if seed == 0:
         assert gained > 1e-6  # the later layers were refined
+
+
+def test_the_later_layers_get_their_lp_bounds_before_their_partial_milps(monkeypatch):
+    """With ``later``, the first refined layer's solves end by 1 - ``LATER_LP_SHARE`` of the time; each later
+    layer but the last then gets its LP bounds (no binary), and then its partial MILPs, by the end."""
+    from absint.bab import milp_bounds as mb
+
+    rng = np.random.default_rng(40)
+    chain = AffineReluChain.from_network(random_chain(rng, (3, 5, 5, 5, 4, 1)))
+    lo = rng.normal(size=3) - 1.0
+    hi = lo + 2.0 * rng.random(3) + 1.0
+    hidden = _hidden_affines(chain)
+    calls, tighten = [], mb._tighten_layer
+
+    def record(chain, layers, lo, hi, top, unstable, pool, stop, binaries, check_time):
+        calls.append((top, binaries, stop))
+        return tighten(chain, layers, lo, hi, top, unstable, pool, stop, binaries, check_time)
+
+    monkeypatch.setattr(mb, "_tighten_layer", record)
+    start = time.perf_counter()
+    milp_intermediate(chain, _root_layers(chain, lo, hi), lo, hi, n_layers=1, seconds=100.0, binaries=3, later=True)
+    end = time.perf_counter()
+    assert [(top, b) for top, b, _ in calls] == [(hidden[1], 3), (hidden[2], 0), (hidden[2], 3)]
+    assert start + 100.0 * (1 - mb.LATER_LP_SHARE) <= calls[0][2] <= end + 100.0 * (1 - mb.LATER_LP_SHARE)
+    assert all(start + 100.0 <= stop <= end + 100.0 for _, _, stop in calls[1:])
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -326,7 +353,8 @@ def test_a_solve_that_proves_a_neuron_stable_skips_its_other_side(monkeypatch):
 @pytest.mark.parametrize("seed", range(4))
 def test_a_solve_told_what_is_enough_stops_at_it_and_stays_a_lower_bound(seed):
     """``_Model.minimum`` with ``enough`` below the exact minimum returns a bound in [enough, minimum] (the
-    HiGHS cutoff may end it early); with ``enough`` above it, the minimum itself (within the margin)."""
+    HiGHS cutoff may end it early); with ``enough`` above it, the minimum itself (within the margin). An LP
+    (no binary kept) ignores ``enough``: HiGHS's dual simplex stopped by the cutoff reports no bound."""
     from absint.bab.milp_bounds import _Model
 
     rng = np.random.default_rng(seed)
@@ -346,6 +374,15 @@ def test_a_solve_told_what_is_enough_stops_at_it_and_stays_a_lower_bound(seed):
         assert exact - 0.5 <= below <= exact + 1e-12
         above = model.minimum(c, 10.0, enough=exact + 0.5)
         assert above <= exact + 1e-12 and above == pytest.approx(exact, abs=1e-4)
+        lp = model.minimum(c, 10.0, binaries=0)  # on the thread's persistent LP, from the last solve's basis
+        assert np.isfinite(lp) and lp <= exact + 1e-12
+        c_full = np.zeros(model.n_vars)
+        c_full[model.out:model.out + model.live.size] = c[model.live]
+        fresh = highs_minimise(c_full, model.matrix, model.row_lo, model.row_hi, model.col_lo, model.col_hi,
+                               np.zeros(model.n_vars), {"presolve": "off"})
+        assert lp <= fresh.dual_bound and lp == pytest.approx(fresh.dual_bound, abs=1e-4)
+        assert model.minimum(c, 10.0, binaries=0, enough=lp - 0.5) == lp
+        assert model.minimum(c, 10.0, binaries=0, enough=lp + 0.5) == lp
 
 
 @pytest.mark.skipif(not benchmark_instances("mnistfc"), reason=NO_BENCHMARKS)
