@@ -44,11 +44,6 @@ MAX_SPLIT_DIMS = 16
 METHODS = ("auto", "input-split", "bab", "none")
 #: memory of ReLU branch and bound (explicit layer matrices, queue, batches) without a budget
 DEFAULT_BAB_BYTES = 4 << 30
-#: share of the time left after ``BabOptions.milp_after`` that the MILP intermediate bounds of ReLU branch
-#: and bound may take (they stop sooner when every neuron is solved): on mnistfc 256x4 prop_6_0.05 the
-#: root bound was -2.73 after 116 s of MILPs (0.4), -0.69 after 203 s (0.7); alpha-beta-CROWN gave its
-#: MILPs 0.8 in VNN-COMP 2021 (perf/README.md, session 16)
-MILP_SHARE = 0.7
 #: seconds between ``verify``'s progress reports (its ``progress`` callback; ``absint verify -v``)
 PROGRESS_SECONDS = 10.0
 
@@ -294,7 +289,7 @@ def _relu_bab(search: _Search, region: Region, chain, A, b, strict, slices, lo0,
     options = BabOptions.for_network(search.net, memory_bytes=search.bab_bytes)
     left = search.deadline - time.perf_counter()
     if np.isfinite(left):  # MILP bounds take a share of the time the search would have after them
-        options = replace(options, milp_seconds=MILP_SHARE * max(left - options.milp_after, 0.0))
+        options = replace(options, milp_seconds=options.milp_share * max(left - options.milp_after, 0.0))
     try:
         relu_bab(chain, RowSets(A, b, strict, tuple(slices)), lo0, hi0,
                  check_counterexample=lambda x: _counterexample(search, region, x), check_time=search.check_time,

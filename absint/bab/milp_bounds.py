@@ -47,7 +47,15 @@ every solve and removed 12 of 216 rows (the second layer of prop_8_0.05: 159 s i
 With ``later``, the time the refined layers leave goes on to the hidden layers after them but the last
 (the search splits that one): on 256x6 prop_2_0.05 layers 2 and 3 were done after 133 s of the 203 s,
 and the later layers took the fifth layer from 17 unstable neurons to 1 (its own solves: 8 s) and the
-root bound from -1.69 to -0.26 (session 22). A solve stopped by its time limit keeps HiGHS's dual bound
+root bound from -1.69 to -0.26 (session 22). The later layers' LP bounds come first: alpha-CROWN's
+back-substitution uses a stable neuron's bounds only through its relaxation, the LP of the encoding
+keeps them as its columns' bounds, and after MILP bounds of layers 2 and 3 these are much tighter than
+the relaxation implies. On 256x6 prop_0_0.03 the fourth layer's LP bounds took it from 126 unstable
+neurons to 87 (alpha-CROWN with 100 iterations: 126), the fifth then from 231 to 156, and the rows'
+bound from -44.9 to -18.9; the LPs run on one persistent HiGHS model per thread (``PersistentLp``,
+1.9-2.8x faster than a fresh model per solve). Partial MILPs of the fifth layer then took it to 8
+unstable neurons in 57 s, the sixth from 256 to 67, and the rows to -0.26; so the first refined layers
+keep only 1 - ``LATER_SHARE`` of the time (session 24). A solve stopped by its time limit keeps HiGHS's dual bound
 even when it found no point of the encoding, which ``scipy.optimize.milp`` drops (``highs_solve``).
 ``output_minima`` solves the same encoding, every unstable ReLU a binary and the splits as constraints,
 for one output over a sub-problem of the search, which closes the sub-problem when it has no point.
@@ -88,9 +96,9 @@ MARGIN = 1e-6
 #: layers' 1: on mnistfc 256x4 prop_8_0.05 (300 s) the second layer needs 159 s and the third 33 s after
 #: it; with equal shares (and the second pass) the root bound was -0.36, with 3:1 -0.245
 FIRST_LAYER_WEIGHT = 3.0
-#: share of the MILP time kept from the first refined layers for the LP bounds of the later ones
-#: (``milp_intermediate`` with ``later``), which their partial MILPs then refine in the time left
-LATER_LP_SHARE = 0.1
+#: share of the MILP time kept from the first refined layers for the later ones (``milp_intermediate``
+#: with ``later``): their LP bounds, then their partial MILPs in the time left
+LATER_SHARE = 0.3
 #: HiGHS options (``highs_solve``): only the dual bound is used,
 #: so the primal heuristics are off; on mnistfc 256x4 prop_4_0.05 a second-layer neuron's exact bound
 #: took 2.7 s instead of 5.2 s (the sub-MIP heuristics had taken 4 s of the root). Presolve is off: it
@@ -272,7 +280,7 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
     move the outputs least; a neuron's second solve is skipped when its first proves it stable
     (``_tighten_layer``). The time left after the last layer goes back to the neurons the earlier ones
     dropped, in a second pass (earliest layer first, equal shares). With ``later``, those layers get
-    1 - ``LATER_LP_SHARE`` of the time, and the hidden layers after them but the last then get their LP
+    1 - ``LATER_SHARE`` of the time, and the hidden layers after them but the last then get their LP
     bounds (the encoding without binaries) and partial MILPs in the time left, the same way (equal
     shares, then their second pass). After each layer's first pass, ``proved(layers)`` (the caller's test that the bounds so
     far decide its problem) may end the refinement. With ``iterations`` > 0, the bounds of the layers
@@ -287,7 +295,7 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
     stop = start + seconds
     groups = [(hidden[1:1 + n_layers], FIRST_LAYER_WEIGHT, binaries, stop)]
     if later and hidden[1 + n_layers:-1]:  # the last hidden layer is left to the search's splits
-        groups[0] = groups[0][:3] + (start + seconds * (1.0 - LATER_LP_SHARE),)
+        groups[0] = groups[0][:3] + (start + seconds * (1.0 - LATER_SHARE),)
         groups += [(hidden[1 + n_layers:-1], 1.0, 0, stop), (hidden[1 + n_layers:-1], 1.0, binaries, stop)]
     pool = ThreadPoolExecutor(max(1, threads))
     try:

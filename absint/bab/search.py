@@ -44,6 +44,14 @@ ATTACK_EVERY = 8
 CONV_CANDIDATES = 8
 #: hidden layers (after the first) whose root bounds come from (partial) MILPs on networks without convolutions
 FC_MILP_LAYERS = 2
+#: share of a verification's time left after ``BabOptions.milp_after`` that the root's MILP bounds may take
+#: (they stop sooner when every neuron is solved or the rows are proved; ``BabOptions.milp_share``): on
+#: mnistfc 256x4 prop_6_0.05 the root bound was -2.73 after 116 s of MILPs (0.4), -0.69 after 203 s (0.7);
+#: alpha-beta-CROWN gave its MILPs 0.8 in VNN-COMP 2021 (perf/README.md, session 16). With hidden layers
+#: after the ``FC_MILP_LAYERS`` refined ones and the last (``milp_later``), their LP bounds and partial
+#: MILPs need time of their own, ``DEEP_MILP_SHARE``: mnistfc 256x6 prop_0_0.03 holds in 288 s (root
+#: -0.21 after 247 s of MILPs), where with 0.7 its root stood at -9.25 at 300 s (session 24)
+MILP_SHARE, DEEP_MILP_SHARE = 0.7, 0.85
 #: queued sub-problems whose worst disjunct gets an exact MILP in each stalled round on networks without
 #: convolutions (``BabOptions.milp_polish``), each solve's time limit, and the share of the search's time
 #: (since its start or restart) those MILPs may take
@@ -92,7 +100,8 @@ class BabOptions:
 
     With ``milp_layers`` > 0, a search still open ``milp_after`` seconds after its start tightens the
     root's bounds of that many hidden layers after the first by MILPs (``absint.bab.milp_bounds``, about
-    ``milp_seconds`` of solver time) and starts again from that root. On mnistfc 256x4 prop_4_0.05 (300 s
+    ``milp_seconds`` of solver time; ``verify`` sets it to ``milp_share`` of the time it has left after
+    ``milp_after``) and starts again from that root. On mnistfc 256x4 prop_4_0.05 (300 s
     runs): 120 s of exact MILPs on the second layer moved the root bound from -2.08 to -1.14, and the
     search then proved it with 215 sub-problems (122 s in all), where without them it stood at -1.16
     after 47,911 sub-problems. Partial MILPs of layers 2 and 3 (116 s) took prop_14_0.03 from a root of
@@ -128,6 +137,7 @@ class BabOptions:
     milp_seconds: float = 60.0
     milp_polish: int = 0
     milp_polish_seconds: float = MILP_POLISH_SECONDS
+    milp_share: float = MILP_SHARE
 
     @classmethod
     def for_network(cls, net: Network, **overrides) -> BabOptions:
@@ -135,8 +145,9 @@ class BabOptions:
         DeepPoly refinement of the children's intermediate bounds (``refine_intermediate=False``: they
         keep the parent's, intersected with the split), no ``cold_retry``, no proofs of empty children
         (``empty_iterations=0``) and no LPs (``lp_polish=0``; none is measured on oval21 yet);
-        without, MILP bounds of ``FC_MILP_LAYERS`` layers and then of the later ones (``milp_later``), and
-        the MILPs of stalled searches' worst sub-problems (``milp_polish``); ``overrides`` win.
+        without, MILP bounds of ``FC_MILP_LAYERS`` layers and then of the later ones (``milp_later``, with
+        ``DEEP_MILP_SHARE`` of the time when there are any), and the MILPs of stalled searches' worst
+        sub-problems (``milp_polish``); ``overrides`` win.
 
         Measured on two oval21 conv networks and mnistfc (perf/README.md, bench_bab): on cifar_base_kw
         img4631, 8 candidates reach -0.0021 at 300 s where 3 reach -0.0107 (one run), and it holds in
@@ -155,6 +166,9 @@ class BabOptions:
             overrides.setdefault("lp_polish", 0)  # the LP of a conv net is large, and not measured either
         else:
             overrides.setdefault("milp_layers", FC_MILP_LAYERS)
+            hidden = sum(isinstance(n.layer, ReLU) for n in net.nodes)
+            if hidden > overrides["milp_layers"] + 2:  # layers between the refined ones and the last
+                overrides.setdefault("milp_share", DEEP_MILP_SHARE)
             overrides.setdefault("milp_later", True)
             overrides.setdefault("milp_polish", FC_MILP_POLISH)
         return cls(**overrides)

@@ -118,7 +118,7 @@ def test_later_layers_get_the_time_left_unless_the_caller_is_done(seed):
 
 
 def test_the_later_layers_get_their_lp_bounds_before_their_partial_milps(monkeypatch):
-    """With ``later``, the first refined layer's solves end by 1 - ``LATER_LP_SHARE`` of the time; each later
+    """With ``later``, the first refined layer's solves end by 1 - ``LATER_SHARE`` of the time; each later
     layer but the last then gets its LP bounds (no binary), and then its partial MILPs, by the end."""
     from absint.bab import milp_bounds as mb
 
@@ -138,7 +138,7 @@ def test_the_later_layers_get_their_lp_bounds_before_their_partial_milps(monkeyp
     milp_intermediate(chain, _root_layers(chain, lo, hi), lo, hi, n_layers=1, seconds=100.0, binaries=3, later=True)
     end = time.perf_counter()
     assert [(top, b) for top, b, _ in calls] == [(hidden[1], 3), (hidden[2], 0), (hidden[2], 3)]
-    assert start + 100.0 * (1 - mb.LATER_LP_SHARE) <= calls[0][2] <= end + 100.0 * (1 - mb.LATER_LP_SHARE)
+    assert start + 100.0 * (1 - mb.LATER_SHARE) <= calls[0][2] <= end + 100.0 * (1 - mb.LATER_SHARE)
     assert all(start + 100.0 <= stop <= end + 100.0 for _, _, stop in calls[1:])
 
 
@@ -479,7 +479,7 @@ def test_searches_open_at_the_root_restart_once_from_milp_bounds():
 
 
 def test_options_for_network_use_milp_bounds_on_fully_connected_nets_only():
-    from absint.bab.search import FC_MILP_LAYERS
+    from absint.bab.search import DEEP_MILP_SHARE, FC_MILP_LAYERS, MILP_SHARE
     from tests.bab.test_search import _small_conv_net
 
     rng = np.random.default_rng(0)
@@ -489,12 +489,17 @@ def test_options_for_network_use_milp_bounds_on_fully_connected_nets_only():
     assert BabOptions.for_network(random_chain(rng, (4, 6, 6, 2))).milp_later and not BabOptions().milp_later
     assert not BabOptions.for_network(_small_conv_net(rng)).milp_later
     assert BabOptions.for_network(random_chain(rng, (4, 6, 2)), milp_layers=0).milp_layers == 0
+    # hidden layers between the refined ones and the last get their own MILP time: a larger share
+    deep = (4,) + (6,) * (FC_MILP_LAYERS + 3) + (2,)
+    assert BabOptions.for_network(random_chain(rng, deep)).milp_share == DEEP_MILP_SHARE > MILP_SHARE
+    assert BabOptions.for_network(random_chain(rng, deep[1:])).milp_share == MILP_SHARE == BabOptions().milp_share
+    assert BabOptions.for_network(random_chain(rng, deep), milp_share=0.5).milp_share == 0.5
+    assert BabOptions.for_network(_small_conv_net(rng)).milp_share == MILP_SHARE
 
 
 def test_verify_gives_the_milp_bounds_a_share_of_its_time(monkeypatch):
     import importlib
 
-    from absint.verify import MILP_SHARE
     from tests.bab.test_search import _prop
 
     verify_module = importlib.import_module("absint.verify")
@@ -510,7 +515,7 @@ def test_verify_gives_the_milp_bounds_a_share_of_its_time(monkeypatch):
     spec = absint.vnnlib.parse_vnnlib(_prop(lo, hi, f"(assert (<= Y_0 {float(m - 0.02)!r}))\n"), net)
     started = time.perf_counter()
     absint.verify(net, spec, timeout=30, method="bab", samples=0, pgd_steps=0)
-    assert seen and all(0 < o.milp_seconds <= MILP_SHARE * (30 - o.milp_after) and o.milp_layers >= 1 for o in seen)
+    assert seen and all(0 < o.milp_seconds <= o.milp_share * (30 - o.milp_after) and o.milp_layers >= 1 for o in seen)
     assert all(started < d <= time.perf_counter() + 30 for d in deadlines)  # the verification's own deadline
 
 
