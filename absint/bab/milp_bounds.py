@@ -55,8 +55,9 @@ neurons to 87 (alpha-CROWN with 100 iterations: 126), the fifth then from 231 to
 bound from -44.9 to -18.9; the LPs run on one persistent HiGHS model per thread (``PersistentLp``,
 1.9-2.8x faster than a fresh model per solve). Partial MILPs of the fifth layer then took it to 8
 unstable neurons in 57 s, the sixth from 256 to 67, and the rows to -0.26; so the first refined layers
-keep only 1 - ``LATER_SHARE`` of the time (session 24). A solve stopped by its time limit keeps HiGHS's dual bound
-even when it found no point of the encoding, which ``scipy.optimize.milp`` drops (``highs_solve``).
+keep only 1 - ``LATER_SHARE`` of the time (session 24). A solve stopped by its time limit keeps HiGHS's
+dual bound even when it found no point of the encoding, which ``scipy.optimize.milp`` drops
+(``highs_solve``).
 ``output_minima`` solves the same encoding, every unstable ReLU a binary and the splits as constraints,
 for one output over a sub-problem of the search, which closes the sub-problem when it has no point.
 Unlike the rest of the search, these bounds are not rigorous in floating point: they rest on the margin
@@ -282,8 +283,8 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
     dropped, in a second pass (earliest layer first, equal shares). With ``later``, those layers get
     1 - ``LATER_SHARE`` of the time, and the hidden layers after them but the last then get their LP
     bounds (the encoding without binaries) and partial MILPs in the time left, the same way (equal
-    shares, then their second pass). After each layer's first pass, ``proved(layers)`` (the caller's test that the bounds so
-    far decide its problem) may end the refinement. With ``iterations`` > 0, the bounds of the layers
+    shares, then their second pass). After each layer's first pass, ``proved(layers)`` (the caller's
+    test that the bounds so far decide its problem) may end the refinement. With ``iterations`` > 0, the bounds of the layers
     after each refined one are optimised again under it (alpha-CROWN, ``optimise_intermediate``) before
     the next layer's encoding is built. Returns a new ``layers`` list, each bound the tighter of the given
     and the MILP's (after its margin), and whether the bounds prove the box empty."""

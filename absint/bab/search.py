@@ -166,10 +166,11 @@ class BabOptions:
             overrides.setdefault("lp_polish", 0)  # the LP of a conv net is large, and not measured either
         else:
             overrides.setdefault("milp_layers", FC_MILP_LAYERS)
-            hidden = sum(isinstance(n.layer, ReLU) for n in net.nodes)
-            if hidden > overrides["milp_layers"] + 2:  # layers between the refined ones and the last
-                overrides.setdefault("milp_share", DEEP_MILP_SHARE)
             overrides.setdefault("milp_later", True)
+            hidden = sum(isinstance(n.layer, ReLU) for n in net.nodes)
+            # hidden layers between the refined ones and the last: their LPs and MILPs get time of their own
+            if overrides["milp_later"] and hidden > overrides["milp_layers"] + 2:
+                overrides.setdefault("milp_share", DEEP_MILP_SHARE)
             overrides.setdefault("milp_polish", FC_MILP_POLISH)
         return cls(**overrides)
 
