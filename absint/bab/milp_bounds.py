@@ -241,17 +241,17 @@ class _Model:
         c = np.zeros(self.n_vars)
         c[self.out:self.out + self.live.size] = c_out[self.live]
         scale = np.abs(c) @ np.maximum(np.abs(self.col_lo), np.abs(self.col_hi))
-        options = {"time_limit": max(seconds, 1e-3), **HIGHS_OPTIONS}
         integral = self.integral_for(c_out, binaries)
         target = None
-        # an LP (no binary kept) stopped by the cutoff reports no bound, and it is cheap anyway: no cutoff
-        if enough is not None and np.isfinite(enough) and integral.any():
-            target = enough + 2.0 * MARGIN * (scale + abs(enough) + 1.0)  # >= enough after the margin
-            options["objective_bound"] = target
-        if integral.any():
-            res = highs_minimise(c, self.matrix, self.row_lo, self.row_hi, self.col_lo, self.col_hi, integral, options)
-        else:
+        if not integral.any():
+            # an LP stopped by the cutoff reports no bound, and it is cheap anyway: no cutoff
             res = self._lp().minimise(c, seconds)
+        else:
+            options = {"time_limit": max(seconds, 1e-3), **HIGHS_OPTIONS}
+            if enough is not None and np.isfinite(enough):
+                target = enough + 2.0 * MARGIN * (scale + abs(enough) + 1.0)  # >= enough after the margin
+                options["objective_bound"] = target
+            res = highs_minimise(c, self.matrix, self.row_lo, self.row_hi, self.col_lo, self.col_hi, integral, options)
         value = res.dual_bound
         if target is not None:
             # with the cutoff, the nodes pruned against it leave the reported dual bound: only min(bound,
@@ -284,20 +284,19 @@ def milp_intermediate(chain: AffineReluChain, layers: list, lo: np.ndarray, hi: 
     1 - ``LATER_SHARE`` of the time, and the hidden layers after them but the last then get their LP
     bounds (the encoding without binaries) and partial MILPs in the time left, the same way (equal
     shares, then their second pass). After each layer's first pass, ``proved(layers)`` (the caller's
-    test that the bounds so far decide its problem) may end the refinement. With ``iterations`` > 0, the bounds of the layers
-    after each refined one are optimised again under it (alpha-CROWN, ``optimise_intermediate``) before
-    the next layer's encoding is built. Returns a new ``layers`` list, each bound the tighter of the given
+    test that the bounds so far decide its problem) may end the refinement. With ``iterations`` > 0, the
+    bounds of the layers after each refined one are optimised again under it (alpha-CROWN,
+    ``optimise_intermediate``) before the next layer's encoding is built. Returns a new ``layers`` list, each bound the tighter of the given
     and the MILP's (after its margin), and whether the bounds prove the box empty."""
     layers = [(l.copy(), u.copy()) for l, u in layers]
     lo, hi = np.asarray(lo, np.float64).ravel(), np.asarray(hi, np.float64).ravel()
     hidden = [k for k in range(len(chain.layers) - 1)
               if isinstance(chain.layers[k], Affine) and isinstance(chain.layers[k + 1], ReLU)]
-    start = time.perf_counter()
-    stop = start + seconds
-    groups = [(hidden[1:1 + n_layers], FIRST_LAYER_WEIGHT, binaries, stop)]
-    if later and hidden[1 + n_layers:-1]:  # the last hidden layer is left to the search's splits
-        groups[0] = groups[0][:3] + (start + seconds * (1.0 - LATER_SHARE),)
-        groups += [(hidden[1 + n_layers:-1], 1.0, 0, stop), (hidden[1 + n_layers:-1], 1.0, binaries, stop)]
+    stop = time.perf_counter() + seconds
+    tail = hidden[1 + n_layers:-1] if later else []  # the last hidden layer is left to the search's splits
+    # (layers, the first one's weight, binaries per solve, end of their time): the tail's LPs, then its MILPs
+    groups = [(hidden[1:1 + n_layers], FIRST_LAYER_WEIGHT, binaries, stop - seconds * LATER_SHARE if tail else stop),
+              (tail, 1.0, 0, stop), (tail, 1.0, binaries, stop)]
     pool = ThreadPoolExecutor(max(1, threads))
     try:
         with _solver_prints_to_stderr():
